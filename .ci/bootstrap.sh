@@ -1,0 +1,47 @@
+# Sourced by tests/run.sh, testproject/demo.sh and .ci/run: installs what the
+# project needs (system packages when root, the virtualenv, the package and
+# its extras) and makes sure a MySQL/MariaDB server is reachable.
+set -euo pipefail
+
+_need_apt=()
+command -v pkg-config >/dev/null 2>&1 || _need_apt+=(pkg-config)
+[ -e /usr/include/mariadb/mysql.h ] || [ -e /usr/include/mysql/mysql.h ] || _need_apt+=(libmariadb-dev)
+command -v gcc >/dev/null 2>&1 || _need_apt+=(gcc)
+if [ ${#_need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_need_apt[@]}" >/dev/null
+    else
+        echo "Missing system packages: ${_need_apt[*]} (needed to build mysqlclient)." >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+_stamp=.venv/.dmp-installed
+if [ ! -f "$_stamp" ] || [ pyproject.toml -nt "$_stamp" ]; then
+    python -m pip install -q --upgrade pip
+    python -m pip install -q -e ".[test,docs,dev]"
+    touch "$_stamp"
+fi
+
+# DESIGN section 9: DATABASE_URL, else 127.0.0.1:3306 (started here if this
+# machine has mariadbd), else testcontainers (tests/server.py).
+_port_open() { python - <<'PY'
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", 3306), timeout=1).close()
+except OSError:
+    sys.exit(1)
+PY
+}
+if [ -z "${DATABASE_URL:-}" ] && ! _port_open; then
+    if [ -x /usr/sbin/mariadbd ] && [ "$(id -u)" = 0 ]; then
+        echo "Starting MariaDB (/usr/sbin/mariadbd)..." >&2
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+        for _ in $(seq 1 60); do _port_open && break; sleep 0.5; done
+    fi
+fi

@@ -1,0 +1,12 @@
+"""A pooled MySQL/MariaDB backend for Django.
+
+Use it as ``ENGINE: "django_mysql_pooled"`` with ``OPTIONS["pool"]``. This
+module only re-exports the public names; it reads no settings and opens
+nothing.
+"""
+
+from __future__ import annotations
+
+from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+
+__all__ = ["PoolClosed", "PoolError", "PoolTimeout", "TooManyRequests"]

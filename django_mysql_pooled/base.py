@@ -1,0 +1,237 @@
+"""``ENGINE: "django_mysql_pooled"``: Django's MySQL backend with a connection pool.
+
+Without ``OPTIONS["pool"]`` it behaves exactly like
+``django.db.backends.mysql``. With it, ``get_new_connection()`` checks a
+connection out of the alias's process-wide pool (reset with
+``COM_RESET_CONNECTION``) and ``_close()`` returns it, as Django's PostgreSQL
+backend does with psycopg_pool (Django >= 5.1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import MySQLdb
+from django.db import connections
+from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
+from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
+
+from django_mysql_pooled import registry
+from django_mysql_pooled.config import PoolConfig, parse_pool_config, split_options
+from django_mysql_pooled.creation import DatabaseCreation
+from django_mysql_pooled.pool import ConnectionPool, logger
+from django_mysql_pooled.restore import SessionPlan
+from django_mysql_pooled.session import (
+    METHOD_CHANGE_USER,
+    METHOD_RESET_CONNECTION,
+    SERVER_STATUS_IN_TRANS,
+    ResetFailed,
+    detach_after_fork,
+    native_client,
+)
+
+__all__ = ["DatabaseWrapper"]
+
+# Server errors meaning "this server or proxy does not implement
+# COM_RESET_CONNECTION": fall back to COM_CHANGE_USER for this pool.
+_RESET_UNSUPPORTED = (
+    1047,  # ER_UNKNOWN_COM_ERROR: unknown command (MySQL < 5.7.3, some proxies)
+    1235,  # ER_NOT_SUPPORTED_YET
+)
+
+
+def _open(params: dict[str, Any], plan: SessionPlan, timeout: float | None) -> Any:
+    """Open a new server connection for the pool (called in any thread)."""
+    kwargs = dict(params)
+    if timeout is not None and "connect_timeout" not in kwargs:
+        kwargs["connect_timeout"] = max(1, math.ceil(timeout))
+    conn = MySQLdb.connect(**kwargs)
+    # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
+    if conn.encoders.get(bytes) is bytes:
+        conn.encoders.pop(bytes)
+    try:
+        plan.probe(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _Resetter:
+    """The pool's ``reset`` callable: the reset ladder for one pool."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.use_reset_connection = native_client().reset_connection is not None
+
+    def __call__(self, conn: Any) -> str:
+        if self.use_reset_connection:
+            try:
+                native_client().reset(conn)
+            except ResetFailed as exc:
+                if exc.args[0] not in _RESET_UNSUPPORTED:
+                    raise
+                self.use_reset_connection = False
+            else:
+                return METHOD_RESET_CONNECTION
+        params = self.params
+        conn.change_user(params.get("user", ""), params.get("password", ""), params.get("database"))
+        return METHOD_CHANGE_USER
+
+
+def _ping(conn: Any) -> str:
+    conn.ping()
+    return "ping"
+
+
+def _close(conn: Any) -> None:
+    conn.close()
+
+
+class _DjangoPool(ConnectionPool[Any]):
+    """The pool plus what the Django side needs to know about its sessions."""
+
+    def __init__(self, *args: Any, config: PoolConfig, session_plan: SessionPlan, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = config
+        self.session_plan = session_plan
+
+
+class DatabaseWrapper(MySQLDatabaseWrapper):
+    """Django's MySQL ``DatabaseWrapper`` whose connections come from a pool."""
+
+    creation_class = DatabaseCreation
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool_of_connection: _DjangoPool | None = None
+        self._pool_reused = False
+
+    # -- the pool ---------------------------------------------------------
+
+    @property
+    def pool(self) -> _DjangoPool | None:
+        """This alias's process-wide pool, built on first use; ``None`` without one.
+
+        :raises ImproperlyConfigured: invalid ``OPTIONS["pool"]`` or
+            ``CONN_MAX_AGE != 0``.
+        """
+        if self.alias == NO_DB_ALIAS:
+            return None
+        pool = registry.get_pool(self.alias)
+        if pool is not None:
+            return pool  # type: ignore[return-value]
+        config = parse_pool_config(self.alias, self.settings_dict)
+        if config is None:
+            return None
+        params = self.get_connection_params()
+        plan = SessionPlan(self.settings_dict["NAME"] or "", params.get("init_command"))
+        pool = _DjangoPool(
+            lambda timeout: _open(params, plan, timeout),
+            reset=_Resetter(params) if config.reset else _ping,
+            close=_close,
+            detach=detach_after_fork,
+            name=self.alias,
+            min_size=config.min_size,
+            max_size=config.max_size,
+            timeout=config.timeout,
+            max_waiting=config.max_waiting,
+            max_lifetime=config.max_lifetime,
+            max_idle=config.max_idle,
+            leak_timeout=config.leak_timeout,
+            config=config,
+            session_plan=plan,
+        )
+        return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
+
+    def close_pool(self) -> None:
+        """Close this alias's pool in this process; the next checkout builds a new one."""
+        pool = registry.remove_pool(self.alias)
+        if pool is not None:
+            pool.close()
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        _raw, driver = split_options(params)
+        return driver
+
+    # -- checkout / checkin -------------------------------------------------
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        pool = self.pool
+        if pool is None:
+            self._pool_of_connection = None
+            return super().get_new_connection(conn_params)
+        conn = pool.getconn()
+        self._pool_of_connection = pool
+        self._pool_reused = pool.was_reused(conn)
+        return conn
+
+    def init_connection_state(self) -> None:
+        pool = self._pool_of_connection
+        if pool is None or not self._pool_reused or not pool.config.reset:
+            super().init_connection_state()
+            return
+        BaseDatabaseWrapper.init_connection_state(self)
+        statements = pool.session_plan.statements(
+            self.connection,
+            self.isolation_level,
+            self.features.is_sql_auto_is_null_enabled,
+        )
+        if statements:
+            with self.cursor() as cursor:
+                cursor.execute("; ".join(statements))
+
+    def _close(self) -> None:
+        pool = self._pool_of_connection
+        if pool is None or self.connection is None:
+            return super()._close()  # type: ignore[no-any-return]
+        conn = self.connection
+        self._pool_of_connection = None
+        self.connection = None
+        broken = self.errors_occurred and not _is_usable(conn)
+        if not broken and _in_transaction(conn):
+            try:
+                conn.rollback()
+            except MySQLdb.Error:
+                broken = True
+            else:
+                pool.count("returns_rolled_back")
+                logger.warning("pool %r: rolled back a transaction left open at checkin", self.alias)
+        with self.wrap_database_errors:
+            pool.putconn(conn, broken=broken)
+        return None
+
+    def close_if_health_check_failed(self) -> None:
+        if self._pool_of_connection is not None:
+            return  # a checkout is health-checked by its reset
+        super().close_if_health_check_failed()
+
+
+def _is_usable(conn: Any) -> bool:
+    try:
+        conn.ping()
+    except MySQLdb.Error:
+        return False
+    return True
+
+
+def _in_transaction(conn: Any) -> bool:
+    """Whether *conn* has an open transaction, without a round trip when possible."""
+    status = native_client().server_status(conn)
+    if status is not None:
+        return bool(status & SERVER_STATUS_IN_TRANS)
+    return True  # unknown (not MariaDB Connector/C): roll back to be safe
+
+
+def _forget_wrappers_after_fork() -> None:
+    """In a forked child: let this thread's wrappers reconnect through a new pool."""
+    for wrapper in connections.all(initialized_only=True):
+        if getattr(wrapper, "_pool_of_connection", None) is not None:
+            wrapper._pool_of_connection = None  # type: ignore[attr-defined]
+            wrapper.connection = None
+
+
+os.register_at_fork(after_in_child=_forget_wrappers_after_fork)

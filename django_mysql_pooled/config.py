@@ -1,0 +1,176 @@
+"""Parse and validate ``OPTIONS["pool"]`` in one place.
+
+Values may arrive as strings (a ``DATABASE_URL`` query string through
+django-environ), so they are coerced; anything invalid raises
+:class:`~django.core.exceptions.ImproperlyConfigured` naming the alias, the
+key, the value and what is allowed, before any connection is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["POOL_URL_PREFIX", "PoolConfig", "parse_pool_config", "split_options"]
+
+#: Prefix of the flat ``OPTIONS`` keys a ``DATABASE_URL`` query string yields,
+#: e.g. ``?pool_max_size=20`` -> ``OPTIONS["pool_max_size"] = "20"``.
+POOL_URL_PREFIX = "pool_"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig:
+    """The validated pool options of one alias (durations in seconds)."""
+
+    min_size: int = 0
+    max_size: int = 10
+    timeout: float = 30.0
+    max_waiting: int = 0
+    max_lifetime: float = 3600.0
+    max_idle: float = 600.0
+    reset: bool = True
+    leak_timeout: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the options as a plain ``dict`` (for snapshots and docs)."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig)}
+_INTS = {"min_size", "max_size", "max_waiting"}
+_FLOATS = {"timeout", "max_lifetime", "max_idle"}
+
+
+def _fail(alias: str, key: str, value: object, allowed: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"DATABASES[{alias!r}]['OPTIONS']['pool'][{key!r}] = {value!r} is invalid: "
+        f"it must be {allowed}."
+    )
+
+
+def _as_bool(alias: str, key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _fail(alias, key, value, "True or False")
+
+
+def _as_number(alias: str, key: str, value: object, *, integer: bool) -> float:
+    allowed = "an integer >= 0" if integer else "a number of seconds >= 0"
+    if isinstance(value, bool):
+        raise _fail(alias, key, value, allowed)
+    number: float
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value) if integer else float(value)
+        except ValueError:
+            raise _fail(alias, key, value, allowed) from None
+    else:
+        raise _fail(alias, key, value, allowed)
+    if integer and number != int(number):
+        raise _fail(alias, key, value, allowed)
+    if math.isnan(number) or math.isinf(number) or number < 0:
+        raise _fail(alias, key, value, allowed)
+    return number
+
+
+def _coerce(alias: str, key: str, value: object) -> object:
+    if key == "reset":
+        return _as_bool(alias, key, value)
+    if key == "leak_timeout":
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
+            return None
+        seconds = _as_number(alias, key, value, integer=False)
+        if seconds == 0:
+            raise _fail(alias, key, value, "None or a number of seconds > 0")
+        return seconds
+    if key in _INTS:
+        return int(_as_number(alias, key, value, integer=True))
+    return float(_as_number(alias, key, value, integer=False))
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[object, dict[str, Any]]:
+    """Split ``OPTIONS`` into the raw pool setting and the driver options.
+
+    The raw pool setting is ``OPTIONS["pool"]`` merged with the flat
+    ``pool_<key>`` entries a ``DATABASE_URL`` query string produces; the
+    driver options are everything else, passed to ``MySQLdb.connect()``
+    exactly as the stock backend passes them.
+    """
+    driver = {k: v for k, v in options.items() if k != "pool" and not k.startswith(POOL_URL_PREFIX)}
+    flat = {k[len(POOL_URL_PREFIX) :]: v for k, v in options.items() if k.startswith(POOL_URL_PREFIX)}
+    raw: object = options.get("pool")
+    if flat:
+        base: dict[str, Any] = {}
+        if isinstance(raw, Mapping):
+            base.update(raw)
+        elif raw is not None and raw is not True and not (isinstance(raw, str) and raw.lower() in _TRUE):
+            return raw, driver
+        base.update(flat)
+        raw = base
+    return raw, driver
+
+
+def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfig | None:
+    """Return the alias's :class:`PoolConfig`, or ``None`` when pooling is off.
+
+    :param alias: the ``DATABASES`` key, used in error messages.
+    :param settings_dict: the alias's settings (``OPTIONS``, ``CONN_MAX_AGE``).
+    :raises ImproperlyConfigured: unknown key, wrong type, negative value,
+        ``min_size > max_size``, ``max_size == 0`` or ``CONN_MAX_AGE != 0``.
+    """
+    raw, _driver = split_options(settings_dict.get("OPTIONS") or {})
+    if raw is None or raw is False:
+        return None
+    if isinstance(raw, str):
+        lowered = raw.strip().lower()
+        if lowered in _FALSE:
+            return None
+        if lowered not in _TRUE:
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: "
+                "use True, False or a dict of pool options."
+            )
+        raw = {}
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: "
+            "use True, False or a dict of pool options."
+        )
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] has unknown key {unknown[0]!r}; "
+            f"allowed keys: {', '.join(sorted(_FIELDS))}."
+        )
+    values = {key: _coerce(alias, key, value) for key, value in raw.items()}
+    config = PoolConfig(**values)  # type: ignore[arg-type]
+    if config.max_size < 1:
+        raise _fail(alias, "max_size", raw.get("max_size"), "an integer >= 1")
+    if config.min_size > config.max_size:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool']: min_size={config.min_size} is "
+            f"larger than max_size={config.max_size}; lower min_size or raise max_size."
+        )
+    conn_max_age = settings_dict.get("CONN_MAX_AGE", 0)
+    if conn_max_age != 0:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] = {conn_max_age!r} cannot be combined "
+            "with OPTIONS['pool']: the pool owns connection lifetime. Set CONN_MAX_AGE "
+            "to 0 and use the pool's max_lifetime / max_idle instead."
+        )
+    return config

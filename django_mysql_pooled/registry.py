@@ -1,0 +1,63 @@
+"""The process-wide registry of pools, one per database alias.
+
+A pool is built lazily on the first checkout and published with
+``dict.setdefault`` so that threads racing to build it agree on one (the
+losers' pools were never opened, so they hold no connections). Each pool
+remembers the PID that created it: after ``fork()`` the child drops every
+inherited pool without closing the parent's sessions and starts empty.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from django_mysql_pooled.pool import ConnectionPool
+
+__all__ = ["all_pools", "forget_all_after_fork", "get_pool", "publish_pool", "remove_pool"]
+
+_pools: dict[str, ConnectionPool[Any]] = {}
+_lock = threading.Lock()
+
+
+def get_pool(alias: str) -> ConnectionPool[Any] | None:
+    """Return the live pool of *alias* in this process, or ``None``."""
+    pool = _pools.get(alias)
+    if pool is not None and pool.pid != os.getpid():  # pragma: no cover - the fork hook runs first
+        forget_all_after_fork()
+        return None
+    return pool
+
+
+def publish_pool(alias: str, pool: ConnectionPool[Any]) -> ConnectionPool[Any]:
+    """Register *pool* for *alias* unless another thread won; return the winner."""
+    return _pools.setdefault(alias, pool)
+
+
+def remove_pool(alias: str, pool: ConnectionPool[Any] | None = None) -> ConnectionPool[Any] | None:
+    """Unregister the pool of *alias* (only *pool*, if given) and return it."""
+    with _lock:
+        current = _pools.get(alias)
+        if current is None or (pool is not None and current is not pool):
+            return None
+        return _pools.pop(alias)
+
+
+def all_pools() -> dict[str, ConnectionPool[Any]]:
+    """Return a snapshot of the registered pools by alias."""
+    return dict(_pools)
+
+
+def forget_all_after_fork() -> None:
+    """In a forked child: drop every inherited pool without ``COM_QUIT``."""
+    global _lock
+    _lock = threading.Lock()
+    pools = list(_pools.values())
+    _pools.clear()
+    for pool in pools:
+        if pool.pid != os.getpid():
+            pool.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=forget_all_after_fork)

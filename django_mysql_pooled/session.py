@@ -1,0 +1,169 @@
+"""Session reset for mysqlclient connections: the one reach below its public API.
+
+``COM_RESET_CONNECTION`` (``mysql_reset_connection()`` in the C client) rolls
+back, drops temporary tables, releases locks (``GET_LOCK``, ``LOCK TABLES``),
+clears user variables and prepared statements and restores session variables
+to the global defaults, in one round trip and without re-authenticating
+(https://dev.mysql.com/doc/c-api/8.0/en/mysql-reset-connection.html,
+https://mariadb.com/kb/en/com_reset_connection/). mysqlclient does not expose
+it, but ``Connection._get_native_connection()`` (mysqlclient >= 2.1) returns a
+PyCapsule holding the ``MYSQL*`` handle, and the function is resolved with
+:mod:`ctypes` from the client library ``MySQLdb._mysql`` is linked to.
+
+The capability is probed once per process; when it is missing the ladder falls
+back to ``COM_CHANGE_USER`` (:meth:`MySQLdb.connections.Connection.change_user`)
+and then to close-and-reconnect, which the pool performs.
+
+With MariaDB Connector/C the module also reads, without a round trip, the
+current default schema (kept up to date by the server's ``session_track_schema``
+notifications) and the server status flags of the last OK packet, through
+``mariadb_get_infov()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Any, Final
+
+import MySQLdb
+from MySQLdb import _mysql
+
+__all__ = [
+    "METHOD_CHANGE_USER",
+    "METHOD_RECONNECT",
+    "METHOD_RESET_CONNECTION",
+    "NativeClient",
+    "ResetFailed",
+    "detach_after_fork",
+    "native_client",
+]
+
+METHOD_RESET_CONNECTION: Final = "reset_connection"
+METHOD_CHANGE_USER: Final = "change_user"
+METHOD_RECONNECT: Final = "reconnect"
+
+_CAPSULE_NAME = b"_mysql.connection.native_connection"
+# enum mariadb_value in MariaDB Connector/C's mysql.h (values are ABI; only
+# appended to since 3.0).
+_MARIADB_CONNECTION_SCHEMA = 15
+_MARIADB_CONNECTION_SERVER_STATUS = 30
+# Server status flags (mysql_com.h).
+SERVER_STATUS_IN_TRANS: Final = 0x0001
+SERVER_STATUS_AUTOCOMMIT: Final = 0x0002
+
+
+class ResetFailed(MySQLdb.OperationalError):
+    """The session could not be reset: the connection must be discarded."""
+
+
+class NativeClient:
+    """Functions of the C client library behind ``MySQLdb._mysql``.
+
+    Every attribute is ``None`` when the capability is missing; callers fall
+    back instead of failing.
+    """
+
+    def __init__(self, library_path: str | None) -> None:
+        self.reset_connection: Any = None
+        self.get_infov: Any = None
+        self.errno: Any = None
+        self.error: Any = None
+        self._get_pointer: Any = None
+        if library_path is None or not hasattr(_mysql.connection, "_get_native_connection"):
+            return
+        try:
+            lib = ctypes.CDLL(library_path)
+            reset = lib.mysql_reset_connection
+            errno = lib.mysql_errno
+            error = lib.mysql_error
+        except (OSError, AttributeError):
+            return
+        reset.argtypes = [ctypes.c_void_p]
+        reset.restype = ctypes.c_int
+        errno.argtypes = [ctypes.c_void_p]
+        errno.restype = ctypes.c_uint
+        error.argtypes = [ctypes.c_void_p]
+        error.restype = ctypes.c_char_p
+        get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+        get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        get_pointer.restype = ctypes.c_void_p
+        self.reset_connection, self.errno, self.error = reset, errno, error
+        self._get_pointer = get_pointer
+        infov = getattr(lib, "mariadb_get_infov", None)
+        if infov is not None:
+            infov.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+            infov.restype = ctypes.c_char
+            self.get_infov = infov
+
+    def handle(self, conn: Any) -> int:
+        """Return the ``MYSQL*`` of *conn* as an integer address."""
+        address: int = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
+        return address
+
+    def reset(self, conn: Any) -> None:
+        """Send ``COM_RESET_CONNECTION`` on *conn*.
+
+        :raises ResetFailed: with the server's or client's error code and
+            message (2013 for a connection the server killed).
+        """
+        handle = self.handle(conn)
+        if self.reset_connection(handle) != 0:
+            raise ResetFailed(self.errno(handle), (self.error(handle) or b"").decode("utf-8", "replace"))
+
+    def schema(self, conn: Any) -> str | None:
+        """Return the client's view of the default schema, or ``None`` if unknown."""
+        if self.get_infov is None:
+            return None
+        value = ctypes.c_char_p()
+        if self.get_infov(self.handle(conn), _MARIADB_CONNECTION_SCHEMA, ctypes.byref(value)) != b"\x00":
+            return None  # pragma: no cover - only with a broken handle
+        return (value.value or b"").decode("utf-8", "replace")
+
+    def server_status(self, conn: Any) -> int | None:
+        """Return the status flags of the last server reply, or ``None`` if unknown."""
+        if self.get_infov is None:
+            return None
+        value = ctypes.c_uint()
+        if self.get_infov(self.handle(conn), _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(value)) != b"\x00":
+            return None  # pragma: no cover - only with a broken handle
+        return value.value
+
+
+_probe_lock = threading.Lock()
+_client: NativeClient | None = None
+
+
+def native_client() -> NativeClient:
+    """Return the process-wide :class:`NativeClient`, probing it on first use."""
+    global _client
+    if _client is None:
+        with _probe_lock:
+            if _client is None:
+                _client = NativeClient(getattr(_mysql, "__file__", None))
+    return _client
+
+
+def detach_after_fork(conn: Any) -> None:
+    """Close *conn* in a forked child without touching the parent's session.
+
+    The child shares the socket with its parent: ``close()`` would send
+    ``COM_QUIT`` over it and end the parent's session. Pointing the file
+    descriptor at ``/dev/null`` first makes ``COM_QUIT`` (and any
+    ``shutdown()``) go nowhere, and the child's copy of the socket is then
+    released without affecting the parent's.
+    """
+    try:
+        fd = conn.fileno()
+    except MySQLdb.Error:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    try:
+        conn.close()
+    except MySQLdb.Error:  # pragma: no cover - /dev/null accepts the write
+        pass

@@ -1,0 +1,75 @@
+"""Fixtures shared by the tests: wrappers built from the test database's settings."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.mysql.base import DatabaseWrapper as StockWrapper
+
+from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
+from tests.server import admin_connect
+
+_counter = itertools.count()
+
+WrapperFactory = Callable[..., BaseDatabaseWrapper]
+
+
+def _settings(**overrides: Any) -> dict[str, Any]:
+    base = copy.deepcopy(connections["default"].settings_dict)
+    options = overrides.pop("OPTIONS", None)
+    base.update(overrides)
+    if options is not None:
+        base["OPTIONS"] = options
+    return base
+
+
+@pytest.fixture
+def pooled(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
+    """Build pooled wrappers with their own alias (and pool); all closed afterwards."""
+    made: list[PooledWrapper] = []
+
+    def make(pool: Any = True, alias: str | None = None, **overrides: Any) -> PooledWrapper:
+        options = overrides.pop("OPTIONS", {})
+        options = {**options, "pool": pool}
+        wrapper = PooledWrapper(_settings(OPTIONS=options, **overrides), alias or f"pooled{next(_counter)}")
+        made.append(wrapper)
+        return wrapper
+
+    with django_db_blocker.unblock():
+        yield make
+        for wrapper in made:
+            wrapper.close()
+            wrapper.close_pool()
+
+
+@pytest.fixture
+def stock(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
+    """Build stock ``django.db.backends.mysql`` wrappers (``CONN_MAX_AGE=None``)."""
+    made: list[StockWrapper] = []
+
+    def make(**overrides: Any) -> StockWrapper:
+        overrides.setdefault("CONN_MAX_AGE", None)
+        overrides.setdefault("OPTIONS", {})
+        wrapper = StockWrapper(_settings(ENGINE="django.db.backends.mysql", **overrides), f"stock{next(_counter)}")
+        made.append(wrapper)
+        return wrapper
+
+    with django_db_blocker.unblock():
+        yield make
+        for wrapper in made:
+            wrapper.close()
+
+
+@pytest.fixture
+def admin(django_db_setup: None) -> Iterator[Any]:
+    """A plain MySQLdb connection (no pool, autocommit) for server-side checks."""
+    conn = admin_connect(connections["default"].settings_dict)
+    conn.autocommit(True)
+    yield conn
+    conn.close()
