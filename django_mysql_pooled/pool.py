@@ -155,6 +155,9 @@ class ConnectionPool(Generic[C]):
         self._stats = dict.fromkeys(_COUNTERS, 0)
         self._fill_backoff = 0.0
         self._fill_after = 0.0
+        #: Callables run with the pool by the maintenance thread after each
+        #: round (about once a second) and once at close, e.g. stats publishers.
+        self.hooks: list[Callable[[ConnectionPool[C]], None]] = []
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "new"
@@ -213,7 +216,15 @@ class ConnectionPool(Generic[C]):
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
+        self._run_hooks()
         logger.info("pool %r closed", self.name)
+
+    def _run_hooks(self) -> None:
+        for hook in list(self.hooks):
+            try:
+                hook(self)
+            except Exception:  # noqa: BLE001 - a hook must not break the pool
+                logger.warning("pool %r: hook %r failed", self.name, hook, exc_info=True)
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop every inherited connection without ``COM_QUIT``.
@@ -527,6 +538,7 @@ def _maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, inte
             pool.run_maintenance()
         except Exception:  # noqa: BLE001 - the worker must survive anything
             logger.exception("pool %r: maintenance failed", pool.name)
+        pool._run_hooks()
         del pool
         if stop.wait(interval):
             return
