@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from typing import Any
 
 import MySQLdb
-from django.db import connections
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
@@ -47,7 +47,7 @@ def _open(params: dict[str, Any], plan: SessionPlan, timeout: float | None) -> A
     kwargs = dict(params)
     if timeout is not None and "connect_timeout" not in kwargs:
         kwargs["connect_timeout"] = max(1, math.ceil(timeout))
-    conn = MySQLdb.connect(**kwargs)
+    conn: Any = MySQLdb.connect(**kwargs)
     # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
     if conn.encoders.get(bytes) is bytes:
         conn.encoders.pop(bytes)
@@ -108,6 +108,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._pool_of_connection: _DjangoPool | None = None
         self._pool_reused = False
+        _wrappers.add(self)
 
     # -- the pool ---------------------------------------------------------
 
@@ -187,7 +188,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def _close(self) -> None:
         pool = self._pool_of_connection
         if pool is None or self.connection is None:
-            return super()._close()  # type: ignore[no-any-return]
+            return super()._close()  # type: ignore[misc, no-any-return]
         conn = self.connection
         self._pool_of_connection = None
         self.connection = None
@@ -226,11 +227,16 @@ def _in_transaction(conn: Any) -> bool:
     return True  # unknown (not MariaDB Connector/C): roll back to be safe
 
 
+#: Every pooled wrapper of this process (of every thread), for the fork hook.
+_wrappers: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
+
+
 def _forget_wrappers_after_fork() -> None:
-    """In a forked child: let this thread's wrappers reconnect through a new pool."""
-    for wrapper in connections.all(initialized_only=True):
-        if getattr(wrapper, "_pool_of_connection", None) is not None:
-            wrapper._pool_of_connection = None  # type: ignore[attr-defined]
+    """In a forked child: wrappers holding an inherited (now detached) connection
+    drop it, so their next query checks out of the child's own pool."""
+    for wrapper in list(_wrappers):
+        if wrapper._pool_of_connection is not None:
+            wrapper._pool_of_connection = None
             wrapper.connection = None
 
 

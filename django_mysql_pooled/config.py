@@ -50,8 +50,7 @@ _FLOATS = {"timeout", "max_lifetime", "max_idle"}
 
 def _fail(alias: str, key: str, value: object, allowed: str) -> ImproperlyConfigured:
     return ImproperlyConfigured(
-        f"DATABASES[{alias!r}]['OPTIONS']['pool'][{key!r}] = {value!r} is invalid: "
-        f"it must be {allowed}."
+        f"DATABASES[{alias!r}]['OPTIONS']['pool'][{key!r}] = {value!r} is invalid: it must be {allowed}."
     )
 
 
@@ -148,8 +147,7 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
         raw = {}
     if not isinstance(raw, Mapping):
         raise ImproperlyConfigured(
-            f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: "
-            "use True, False or a dict of pool options."
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: use True, False or a dict of pool options."
         )
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:

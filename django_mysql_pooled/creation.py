@@ -27,15 +27,15 @@ class DatabaseCreation(MySQLDatabaseCreation):
 
     def _create_test_db(self, verbosity: int, autoclobber: bool, keepdb: bool = False) -> str:
         self._close_pool()
-        return super()._create_test_db(verbosity, autoclobber, keepdb)  # type: ignore[no-any-return]
+        return super()._create_test_db(verbosity, autoclobber, keepdb)  # type: ignore[misc, no-any-return]
 
     def _clone_test_db(self, suffix: Any, verbosity: int, keepdb: bool = False) -> None:
         self._close_pool()
-        super()._clone_test_db(suffix, verbosity, keepdb)
+        super()._clone_test_db(suffix, verbosity, keepdb)  # type: ignore[misc]
 
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
         self._close_pool()
-        super()._destroy_test_db(test_database_name, verbosity)
+        super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
     def setup_worker_connection(self, _worker_id: int) -> None:
         self._close_pool()

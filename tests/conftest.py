@@ -30,7 +30,7 @@ def _settings(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pooled(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
+def pooled(transactional_db: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
     """Build pooled wrappers with their own alias (and pool); all closed afterwards."""
     made: list[PooledWrapper] = []
 
@@ -49,7 +49,7 @@ def pooled(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFac
 
 
 @pytest.fixture
-def stock(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
+def stock(transactional_db: None, django_db_blocker: Any) -> Iterator[WrapperFactory]:
     """Build stock ``django.db.backends.mysql`` wrappers (``CONN_MAX_AGE=None``)."""
     made: list[StockWrapper] = []
 
@@ -67,9 +67,9 @@ def stock(django_db_setup: None, django_db_blocker: Any) -> Iterator[WrapperFact
 
 
 @pytest.fixture
-def admin(django_db_setup: None) -> Iterator[Any]:
+def admin(transactional_db: None) -> Iterator[Any]:
     """A plain MySQLdb connection (no pool, autocommit) for server-side checks."""
-    conn = admin_connect(connections["default"].settings_dict)
+    conn: Any = admin_connect(connections["default"].settings_dict)
     conn.autocommit(True)
     yield conn
     conn.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import environ
 
 import django_mysql_pooled.environ  # noqa: F401 - registers mysql-pooled://
@@ -13,7 +15,7 @@ _db["ENGINE"] = "django_mysql_pooled"
 _db.setdefault("OPTIONS", {})
 _db["OPTIONS"].pop("pool", None)
 _db["OPTIONS"]["pool"] = {"max_size": 4, "timeout": 10}
-_db["TEST"] = {"NAME": "test_dmp"}
+_db["TEST"] = {"NAME": os.environ.get("DMP_TEST_DB_NAME", "test_dmp")}
 
 DATABASES = {"default": _db}
 
