@@ -31,6 +31,7 @@ from django_mysql_pooled.session import (
     detach_after_fork,
     native_client,
 )
+from django_mysql_pooled.stats import publisher_for
 
 __all__ = ["DatabaseWrapper"]
 
@@ -145,6 +146,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             config=config,
             session_plan=plan,
         )
+        pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 
     def close_pool(self) -> None:

@@ -1,0 +1,1 @@
+"""Management commands of django_mysql_pooled."""

@@ -1,0 +1,234 @@
+"""The bookkeeping under :class:`~django_mysql_pooled.pool.ConnectionPool`.
+
+An entry per open connection, a waiter per blocked checkout, the slot count
+(``max_size`` is a cap on open connections *plus* slots reserved by threads
+opening one), the counters of the statistics, the primitives that move an
+entry or a slot on, and the maintenance thread's loop. The policy (which
+connection a checkout gets, when one expires) lives in ``pool.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from django_mysql_pooled.pool import ConnectionPool
+
+__all__ = ["COUNTERS", "LIFETIME_JITTER", "Entry", "PoolState", "Waiter", "maintain"]
+
+logger = logging.getLogger("django_mysql_pooled")
+
+C = TypeVar("C")
+
+#: Fraction of ``max_lifetime`` by which each connection's lifetime is
+#: shortened at random, so connections opened together do not expire together.
+LIFETIME_JITTER = 0.05
+
+#: The counters of :meth:`PoolState.get_stats` (the sizes are computed).
+COUNTERS = (
+    "requests_num",
+    "requests_queued",
+    "requests_wait_ms",
+    "requests_errors",
+    "requests_timeouts",
+    "requests_rejected",
+    "usage_ms",
+    "returns_bad",
+    "connections_num",
+    "connections_ms",
+    "connections_errors",
+    "connections_lost",
+    "resets_num",
+    "resets_ms",
+    "resets_failed",
+    "resets_reset_connection",
+    "resets_change_user",
+    "resets_reconnect",
+    "closes_lifetime",
+    "closes_idle",
+    "closes_broken",
+    "returns_rolled_back",
+    "leaks_detected",
+)
+
+PENDING = object()  # a waiter's result before it is served
+SLOT = object()  # the waiter may open a new connection itself
+CLOSED = object()  # the pool was closed while it waited
+
+
+class Entry(Generic[C]):
+    """One open connection and its timestamps (clock seconds)."""
+
+    __slots__ = ("checked_out_at", "conn", "created_at", "expires_at", "fresh", "leak_reported", "stack", "used_at")
+
+    def __init__(self, conn: C, now: float, lifetime: float) -> None:
+        self.conn = conn
+        self.created_at = now
+        self.expires_at = now + lifetime
+        self.used_at = now
+        self.checked_out_at = now
+        self.fresh = True  # not reset since it was opened
+        self.leak_reported = False
+        self.stack: traceback.StackSummary | None = None
+
+
+class Waiter:
+    """A thread waiting for a connection: blocks on a lock held at creation."""
+
+    __slots__ = ("lock", "result", "since")
+
+    def __init__(self, now: float) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.result: Any = PENDING
+        self.since = now
+
+    def serve(self, result: object) -> None:
+        """Hand over an :class:`Entry`, :data:`SLOT` or :data:`CLOSED`; call under the pool's lock."""
+        self.result = result
+        self.lock.release()
+
+
+class PoolState(Generic[C]):
+    """Entries, waiters, slots and counters, guarded by one lock."""
+
+    def __init__(
+        self,
+        connect: Callable[[float | None], C],
+        close: Callable[[C], None],
+        name: str,
+        min_size: int,
+        max_size: int,
+        max_lifetime: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self.min_size, self.max_size = min_size, max_size
+        self.max_lifetime = max_lifetime
+        self._connect, self._close_conn, self._clock = connect, close, clock
+        self._lock = threading.Lock()
+        self._idle: deque[Entry[C]] = deque()  # the right end is the most recently returned
+        self._in_use: dict[int, Entry[C]] = {}
+        self._waiters: deque[Waiter] = deque()
+        self._nconns = 0  # open connections plus slots reserved for opening
+        self._opened = False
+        self._closed = False
+        self._stats = dict.fromkeys(COUNTERS, 0)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "new"
+        return (
+            f"<{type(self).__name__} {self.name!r} {state} size={self._nconns} "
+            f"idle={len(self._idle)} in_use={len(self._in_use)} waiting={len(self._waiters)}>"
+        )
+
+    # -- moving entries and slots on ----------------------------------------
+
+    def _open_entry(self, deadline: float) -> Entry[C]:
+        """Open a connection in the calling thread using an already reserved slot."""
+        started = self._clock()
+        try:
+            conn = self._connect(max(deadline - started, 0.0))
+        except BaseException:
+            with self._lock:
+                self._stats["connections_errors"] += 1
+                self._release_slot_locked()
+            raise
+        now = self._clock()
+        with self._lock:
+            self._stats["connections_num"] += 1
+            self._stats["connections_ms"] += int((now - started) * 1000)
+        lifetime = self.max_lifetime * (1.0 - random.random() * LIFETIME_JITTER)  # noqa: S311
+        return Entry(conn, now, lifetime)
+
+    def _keep_locked(self, entry: Entry[C], now: float) -> bool:
+        """Hand *entry* to the first waiter or make it idle, unless expired or closed."""
+        if self._closed or now >= entry.expires_at:
+            return False
+        entry.used_at = now
+        if self._waiters:
+            self._waiters.popleft().serve(entry)
+        else:
+            self._idle.append(entry)
+        return True
+
+    def _discard(self, entry: Entry[C], reason: str | None, *, keep_slot: bool = False) -> None:
+        """Close *entry*, count *reason* (unless the pool is closed) and free its slot."""
+        self._safe_close(entry.conn)
+        with self._lock:
+            if reason is not None and not self._closed:
+                self._stats[reason] += 1
+            if not keep_slot:
+                self._release_slot_locked()
+
+    def _release_slot_locked(self) -> None:
+        """Give a freed slot to the first waiter, or drop it. Call with the lock held."""
+        if self._waiters and not self._closed:
+            self._waiters.popleft().serve(SLOT)
+        else:
+            self._nconns -= 1
+
+    def _safe_close(self, conn: C) -> None:
+        try:
+            self._close_conn(conn)
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail
+            logger.debug("pool %r: error closing a connection", self.name, exc_info=True)
+
+    # -- statistics ---------------------------------------------------------
+
+    def get_stats(self) -> dict[str, int]:
+        """Return the pool's sizes and counters (a flat ``dict[str, int]``).
+
+        Names follow psycopg_pool where one exists; ``*_ms`` values are
+        milliseconds. See the statistics reference in the docs.
+        """
+        with self._lock:
+            return self._stats_locked()
+
+    def pop_stats(self) -> dict[str, int]:
+        """Return :meth:`get_stats` and reset the counters (not the sizes)."""
+        with self._lock:
+            stats = self._stats_locked()
+            self._stats = dict.fromkeys(self._stats, 0)  # keep every key seen: series must not vanish
+        return stats
+
+    def _stats_locked(self) -> dict[str, int]:
+        stats = dict(self._stats)
+        stats.update(
+            pool_min=self.min_size,
+            pool_max=self.max_size,
+            pool_size=self._nconns,
+            pool_available=len(self._idle),
+            connections_in_use=len(self._in_use),
+            requests_waiting=len(self._waiters),
+            requests_longest_wait_ms=int((self._clock() - self._waiters[0].since) * 1000) if self._waiters else 0,
+        )
+        return stats
+
+    def count(self, key: str, value: int = 1) -> None:
+        """Add *value* to counter *key* (used by the Django side and cancellation)."""
+        with self._lock:
+            self._stats[key] = self._stats.get(key, 0) + value
+
+
+def maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
+    """Body of the maintenance thread: holds the pool only while working on it."""
+    while True:
+        pool = ref()
+        if pool is None or pool.closed:
+            return
+        try:
+            pool.run_maintenance()
+        except Exception:  # noqa: BLE001 - the worker must survive anything
+            logger.exception("pool %r: maintenance failed", pool.name)
+        pool._run_hooks()
+        del pool
+        if stop.wait(interval):
+            return

@@ -1,0 +1,1 @@
+"""A tiny shop: products, orders, and endpoints that show session hygiene."""

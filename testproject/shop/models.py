@@ -1,0 +1,38 @@
+"""Products and the orders that draw down their stock."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+
+
+class Product(models.Model):
+    # Declared so that type checkers know it whichever settings the
+    # django-stubs plugin loads (the repository's mypy config uses tests.settings).
+    objects: ClassVar[models.Manager[Product]] = models.Manager()
+
+    name = models.CharField(max_length=100, unique=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    stock = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    objects: ClassVar[models.Manager[Order]] = models.Manager()
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
+    quantity = models.PositiveIntegerField()
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} ({self.quantity} items, {self.total})"

@@ -1,0 +1,1 @@
+"""A small Django project that runs on the ``django_mysql_pooled`` backend."""
