@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import environ
 
@@ -29,3 +30,7 @@ SECRET_KEY = "tests-only"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None
+# Keep the suite's pool snapshots out of the real per-user stats directory.
+DJANGO_MYSQL_POOLED_STATS_DIR = os.environ.get(
+    "DJANGO_MYSQL_POOLED_STATS_DIR", os.path.join(tempfile.gettempdir(), f"dmp-test-stats-{os.getuid()}")
+)
