@@ -195,14 +195,17 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pool_of_connection = None
         self.connection = None
         broken = self.errors_occurred and not _is_usable(conn)
-        if not broken and _in_transaction(conn):
+        in_transaction = None if broken else _in_transaction(conn)
+        if in_transaction is not False and not broken:
+            # Roll back now so that no lock is held while the connection is idle.
             try:
                 conn.rollback()
             except MySQLdb.Error:
                 broken = True
             else:
-                pool.count("returns_rolled_back")
-                logger.warning("pool %r: rolled back a transaction left open at checkin", self.alias)
+                if in_transaction:
+                    pool.count("returns_rolled_back")
+                    logger.warning("pool %r: rolled back a transaction left open at checkin", self.alias)
         with self.wrap_database_errors:
             pool.putconn(conn, broken=broken)
         return None
@@ -221,12 +224,17 @@ def _is_usable(conn: Any) -> bool:
     return True
 
 
-def _in_transaction(conn: Any) -> bool:
-    """Whether *conn* has an open transaction, without a round trip when possible."""
+def _in_transaction(conn: Any) -> bool | None:
+    """Whether *conn* has an open transaction (``None``: the client library cannot tell).
+
+    Read from the status flags of the server's last reply
+    (``SERVER_STATUS_IN_TRANS``) through MariaDB Connector/C, without a round
+    trip; with MySQL's libmysqlclient it is unknown and the caller rolls back.
+    """
     status = native_client().server_status(conn)
-    if status is not None:
-        return bool(status & SERVER_STATUS_IN_TRANS)
-    return True  # unknown (not MariaDB Connector/C): roll back to be safe
+    if status is None:
+        return None
+    return bool(status & SERVER_STATUS_IN_TRANS)
 
 
 #: Every pooled wrapper of this process (of every thread), for the fork hook.

@@ -192,18 +192,19 @@ class ConnectionPool(PoolState[C]):
                 except BaseException:
                     self.count("requests_errors")
                     raise
+                if slot:  # the reset ladder's last rung: a new connection replaced the lost one
+                    self.count("resets_reconnect")
                 break
             if self._usable(entry):
                 break
             slot = True
-        entry.checked_out_at = now = self._clock()
+        entry.checked_out_at = self._clock()
         entry.leak_reported = False
         if self.leak_timeout is not None:
             entry.stack = traceback.extract_stack(sys._getframe(1))  # from the caller on
         with self._lock:
             self._in_use[id(entry.conn)] = entry
             self._stats["requests_num"] += 1
-            self._stats["requests_wait_ms"] += int((now - started) * 1000)
         return entry.conn
 
     def was_reused(self, conn: C) -> bool:
@@ -231,8 +232,9 @@ class ConnectionPool(PoolState[C]):
                 self._stats["requests_rejected"] += 1
                 self._stats["requests_errors"] += 1
                 raise TooManyRequests(
-                    f"database {self.name!r}: {len(self._waiters)} requests are already waiting "
-                    f"for a connection (max_waiting={self.max_waiting})"
+                    f"database {self.name!r}: too many requests waiting for a connection "
+                    f"({len(self._waiters)} waiting, max_waiting={self.max_waiting}); raise "
+                    "OPTIONS['pool']['max_waiting'] or ['max_size']"
                 )
             waiter = Waiter(self._clock())
             self._waiters.append(waiter)
@@ -246,6 +248,7 @@ class ConnectionPool(PoolState[C]):
             raise
         with self._lock:
             result = waiter.result
+            self._stats["requests_wait_ms"] += int((self._clock() - waiter.since) * 1000)
             if result is PENDING:
                 self._waiters.remove(waiter)
                 self._stats["requests_timeouts"] += 1
@@ -259,6 +262,7 @@ class ConnectionPool(PoolState[C]):
         """Pass on what an interrupted waiter was (or was about to be) served."""
         with self._lock:
             result = waiter.result
+            self._stats["requests_wait_ms"] += int((self._clock() - waiter.since) * 1000)
             if result is PENDING:
                 self._waiters.remove(waiter)
             elif result is SLOT:

@@ -240,7 +240,8 @@ def test_max_waiting_rejects_at_once(make_real: MakePool) -> None:
         worker.start()
         waiting(pool, count)
     started = time.monotonic()
-    with pytest.raises(TooManyRequests, match=r"database 'api': 2 requests are already waiting.*max_waiting=2"):
+    expected = r"database 'api': too many requests waiting for a connection \(2 waiting, max_waiting=2\)"
+    with pytest.raises(TooManyRequests, match=expected):
         pool.getconn()
     assert time.monotonic() - started < 5.0
     stats = pool.get_stats()
@@ -250,6 +251,20 @@ def test_max_waiting_rejects_at_once(make_real: MakePool) -> None:
     first = workers[0].outcome()
     pool.putconn(first)
     assert workers[1].outcome() is conn
+
+
+def test_requests_wait_ms_counts_time_in_the_queue(make_real: MakePool) -> None:
+    pool = make_real(max_size=1, timeout=30.0)
+    conn = pool.getconn()
+    worker = Worker(pool.getconn)
+    worker.start()
+    waiting(pool, 1)
+    time.sleep(0.3)
+    pool.putconn(conn)
+    pool.putconn(worker.outcome())
+    stats = pool.get_stats()
+    assert stats["requests_queued"] == 1
+    assert 250 <= stats["requests_wait_ms"] < 5000
 
 
 def test_zero_timeout_fails_at_once_when_exhausted(make: MakePool, clock: FakeClock) -> None:
@@ -388,6 +403,7 @@ def test_failed_reset_discards_and_replaces_within_the_checkout(
     assert stats["connections_lost"] == 1
     assert stats["closes_broken"] == 1
     assert stats["resets_num"] == 0
+    assert stats["resets_reconnect"] == 1  # the ladder's last rung served this checkout
     assert stats["requests_num"] == 2
     assert stats["pool_size"] == 1
     assert factory.open == {conn}
@@ -983,6 +999,7 @@ def test_stats_keys_and_pop_stats(make: MakePool, clock: FakeClock) -> None:
     assert stats.keys() >= STATS_KEYS
     assert all(isinstance(value, int) for value in stats.values())
     assert stats["requests_num"] == 2
+    assert stats["requests_wait_ms"] == 0  # no checkout was queued: opening and resetting do not count
     assert stats["usage_ms"] == 250
     assert stats["queries_cancelled"] == 3
     assert (stats["pool_min"], stats["pool_max"], stats["pool_size"], stats["connections_in_use"]) == (0, 3, 1, 1)
