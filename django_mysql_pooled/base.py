@@ -21,6 +21,7 @@ from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrappe
 from django_mysql_pooled import registry
 from django_mysql_pooled.config import PoolConfig, parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
+from django_mysql_pooled.cursor import SetupCursorWrapper, run_batch
 from django_mysql_pooled.pool import ConnectionPool, logger
 from django_mysql_pooled.restore import SessionPlan
 from django_mysql_pooled.session import (
@@ -109,6 +110,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._pool_of_connection: _DjangoPool | None = None
         self._pool_reused = False
+        self._pending_setup: list[str] | None = None
+        self._setup_broken = False
         _wrappers.add(self)
 
     # -- the pool ---------------------------------------------------------
@@ -163,6 +166,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     # -- checkout / checkin -------------------------------------------------
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        self._pending_setup = None
+        self._setup_broken = False
         pool = self.pool
         if pool is None:
             self._pool_of_connection = None
@@ -178,14 +183,43 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             super().init_connection_state()
             return
         BaseDatabaseWrapper.init_connection_state(self)
-        statements = pool.session_plan.statements(
+        now, deferrable = pool.session_plan.statements(
             self.connection,
             self.isolation_level,
             self.features.is_sql_auto_is_null_enabled,
         )
-        if statements:
-            with self.cursor() as cursor:
-                cursor.execute("; ".join(statements))
+        if now:
+            with self.wrap_database_errors:
+                run_batch(self.connection.cursor(), now)
+        # Sent with the checkout's first statement (cursor.py): no round trip of its own.
+        self._pending_setup = deferrable or None
+
+    def create_cursor(self, name: Any = None) -> Any:
+        if self._pool_of_connection is None:
+            return super().create_cursor(name)
+        return SetupCursorWrapper(self.connection.cursor(), self)
+
+    def take_pending_setup(self) -> list[str] | None:
+        """Return and forget the session settings still to be sent (see cursor.py)."""
+        setup, self._pending_setup = self._pending_setup, None
+        return setup
+
+    def setup_failed(self) -> None:
+        """The pending session settings failed: close the connection at checkin."""
+        self._setup_broken = True
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        setup = self.take_pending_setup()
+        if not setup:
+            super()._set_autocommit(autocommit)  # type: ignore[misc]
+            return
+        # atomic() before any query: one round trip for both.
+        with self.wrap_database_errors:
+            try:
+                run_batch(self.connection.cursor(), [*setup, f"SET autocommit = {int(autocommit)}"])
+            except MySQLdb.Error:
+                self.setup_failed()
+                raise
 
     def _close(self) -> None:
         pool = self._pool_of_connection
@@ -194,7 +228,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         conn = self.connection
         self._pool_of_connection = None
         self.connection = None
-        broken = self.errors_occurred and not _is_usable(conn)
+        self._pending_setup = None
+        broken = self._setup_broken or (self.errors_occurred and not _is_usable(conn))
         in_transaction = None if broken else _in_transaction(conn)
         if in_transaction is not False and not broken:
             # Roll back now so that no lock is held while the connection is idle.

@@ -101,8 +101,17 @@ class SessionPlan:
         except MySQLdb.Error:  # pragma: no cover - servers without roles
             self.roles_possible = False
 
-    def statements(self, conn: Any, isolation_level: str | None, auto_is_null: bool) -> list[str]:
+    def statements(self, conn: Any, isolation_level: str | None, auto_is_null: bool) -> tuple[list[str], list[str]]:
         """Return what to run on a reset connection so that it looks new.
+
+        Returns ``(now, deferrable)``: ``now`` restores what a new connection
+        has before Django sees it (schema, role, ``init_command``, character
+        set, ``sql_mode``, autocommit) and is sent at checkout; ``deferrable``
+        holds Django's own session settings (``SQL_AUTO_IS_NULL``, the
+        isolation level), one statement each, which the backend sends in the
+        same packet as the checkout's first statement. With an
+        ``init_command`` everything is in ``now``, in a new connection's order
+        (Django's settings come after it).
 
         :param isolation_level: Django's configured level (``"read committed"``)
             or ``None``.
@@ -135,11 +144,14 @@ class SessionPlan:
         autocommit = bool(conn.get_autocommit())
         if self.init_command or autocommit != self.global_autocommit:
             statements.append(f"SET autocommit = {int(autocommit)}")
+        django = []
         if auto_is_null:
-            statements.append("SET SQL_AUTO_IS_NULL = 0")
+            django.append("SET SQL_AUTO_IS_NULL = 0")
         if isolation_level and (self.init_command or isolation_level.lower() != self.global_isolation):
-            statements.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation_level.upper()}")
-        return statements
+            django.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation_level.upper()}")
+        if self.init_command:
+            return statements + django, []
+        return statements, django
 
     def _restore_client_charset(self, conn: Any) -> bool:
         """Point the client library back at a new connection's character set.

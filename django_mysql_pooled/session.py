@@ -22,6 +22,7 @@ notifications) and the server status flags of the last OK packet, through
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -163,7 +164,5 @@ def detach_after_fork(conn: Any) -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
-    try:
+    with contextlib.suppress(MySQLdb.Error):  # the fd is /dev/null: nothing to report
         conn.close()
-    except MySQLdb.Error:  # pragma: no cover - /dev/null accepts the write
-        pass

@@ -1,0 +1,95 @@
+"""Send Django's session settings in the same packet as the first statement.
+
+After a reset, Django's own session settings (``SET SESSION TRANSACTION
+ISOLATION LEVEL ...``, ``SET SQL_AUTO_IS_NULL = 0``) would cost a round trip
+of their own on every checkout. Instead they are kept pending and sent as a
+multi-statement prefix of the checkout's first statement (mysqlclient enables
+``CLIENT_MULTI_STATEMENTS``; https://dev.mysql.com/doc/c-api/8.0/en/c-api-multiple-queries.html):
+the prefix's results are consumed before Django sees the statement's own, so
+a checkout costs one round trip more than the query itself — the reset — as a
+persistent connection's ping does.
+
+Edge cases: ``executemany()`` and ``callproc()`` send the pending settings on
+their own first; a change of autocommit (``atomic()`` as the first thing)
+sends them together with ``SET autocommit``; a failure inside the prefix
+raises and marks the connection broken, so it is closed at checkin. Code that
+bypasses Django's cursor (``connection.connection.cursor()``) before any
+Django query runs under the server's global isolation level until then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import MySQLdb as Database
+from django.db import IntegrityError
+from django.db.backends.mysql.base import CursorWrapper
+
+__all__ = ["PendingSetup", "SetupCursorWrapper", "run_batch"]
+
+
+class PendingSetup(Protocol):
+    """What the cursor needs from the connection wrapper."""
+
+    def take_pending_setup(self) -> list[str] | None: ...
+
+    def setup_failed(self) -> None: ...
+
+
+def run_batch(cursor: Any, statements: Sequence[str]) -> None:
+    """Run *statements* in one round trip on a raw MySQLdb *cursor*, consuming every result."""
+    cursor.execute("; ".join(statements))
+    while cursor.nextset():
+        pass
+
+
+class SetupCursorWrapper(CursorWrapper):
+    """Django's MySQL ``CursorWrapper`` that prefixes the pending session settings."""
+
+    def __init__(self, cursor: Any, db: PendingSetup) -> None:
+        super().__init__(cursor)
+        self.db = db
+
+    def execute(self, query: str, args: Any = None) -> Any:
+        setup = self.db.take_pending_setup()
+        if not setup:
+            return super().execute(query, args)
+        head = "; ".join(setup) + "; "
+        cursor = self.cursor
+        try:
+            # args is None means no interpolation; otherwise escape the prefix's %.
+            cursor.execute((head if args is None else head.replace("%", "%%")) + query, args)
+            for _ in range(len(setup) - 1):
+                cursor.nextset()
+        except Database.Error:
+            self.db.setup_failed()
+            raise
+        try:
+            cursor.nextset()  # the statement's own result (or error)
+        except Database.OperationalError as exc:
+            if exc.args[0] in self.codes_for_integrityerror:
+                raise IntegrityError(*tuple(exc.args)) from exc
+            raise
+        finally:
+            executed = getattr(cursor, "_executed", None)
+            if isinstance(executed, bytes):  # what last_executed_query() shows
+                cursor._executed = executed[len(head.encode()) :]
+        return cursor.rowcount
+
+    def executemany(self, query: str, args: Any) -> Any:
+        self._flush()
+        return super().executemany(query, args)
+
+    def callproc(self, procname: str, args: Any = ()) -> Any:
+        self._flush()
+        return self.cursor.callproc(procname, args)
+
+    def _flush(self) -> None:
+        setup = self.db.take_pending_setup()
+        if setup:
+            try:
+                run_batch(self.cursor, setup)
+            except Database.Error:
+                self.db.setup_failed()
+                raise
