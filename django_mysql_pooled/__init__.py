@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
-from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from django_mysql_pooled.cancel import CancelToken
+from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, QueryCancelled, TooManyRequests
 
-__all__ = ["PoolClosed", "PoolError", "PoolTimeout", "TooManyRequests"]
+__all__ = ["CancelToken", "PoolClosed", "PoolError", "PoolTimeout", "QueryCancelled", "TooManyRequests"]

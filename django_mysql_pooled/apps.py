@@ -16,4 +16,12 @@ class DjangoMySQLPooledConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
+        """Register the checks; add ``QuerySet.cancellable()`` unless
+        ``settings.DJANGO_MYSQL_POOLED_PATCH_QUERYSET`` is ``False``."""
+        from django.conf import settings
+
         from django_mysql_pooled import checks  # noqa: F401 - registers the checks
+        from django_mysql_pooled.query import patch_queryset
+
+        if getattr(settings, "DJANGO_MYSQL_POOLED_PATCH_QUERYSET", True):
+            patch_queryset()
