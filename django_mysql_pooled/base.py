@@ -30,6 +30,7 @@ from django_mysql_pooled.session import (
     SERVER_STATUS_IN_TRANS,
     ResetFailed,
     detach_after_fork,
+    interrupt,
     native_client,
 )
 from django_mysql_pooled.stats import publisher_for
@@ -138,6 +139,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             reset=_Resetter(params) if config.reset else _ping,
             close=_close,
             detach=detach_after_fork,
+            interrupt=interrupt,
             name=self.alias,
             min_size=config.min_size,
             max_size=config.max_size,

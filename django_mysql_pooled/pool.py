@@ -31,7 +31,18 @@ from collections import deque
 from collections.abc import Callable
 
 from django_mysql_pooled.errors import PoolClosed, PoolTimeout, TooManyRequests
-from django_mysql_pooled.pool_state import CLOSED, LIFETIME_JITTER, PENDING, SLOT, C, Entry, PoolState, Waiter, maintain
+from django_mysql_pooled.pool_state import (
+    CLOSED,
+    LIFETIME_JITTER,
+    PENDING,
+    SLOT,
+    C,
+    Entry,
+    PoolState,
+    Waiter,
+    guard,
+    maintain,
+)
 
 __all__ = ["LIFETIME_JITTER", "ConnectionPool"]
 
@@ -69,6 +80,8 @@ class ConnectionPool(PoolState[C]):
         leak_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         maintenance_interval: float = 1.0,
+        interrupt: Callable[[C], None] | None = None,
+        guard_interval: float = 0.1,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
@@ -77,6 +90,9 @@ class ConnectionPool(PoolState[C]):
         self.max_idle, self.leak_timeout = max_idle, leak_timeout
         self._reset = reset
         self._detach = detach or close
+        self._interrupt = interrupt if reset is not None else None
+        self._guard_interval = guard_interval
+        self._resetting: dict[int, Entry[C]] = {}  # resets in progress, for the guard
         periods = [p / 2 for p in (max_idle, max_lifetime, leak_timeout or 0.0) if p > 0]
         self._interval = max(0.01, min([maintenance_interval, *periods]))
         self._pid = os.getpid()
@@ -114,6 +130,13 @@ class ConnectionPool(PoolState[C]):
             daemon=True,
         )
         self._worker.start()
+        if self._interrupt is not None:
+            threading.Thread(
+                target=guard,
+                args=(weakref.ref(self), self._stop, self._guard_interval),
+                name=f"django_mysql_pooled-{self.name}-guard",
+                daemon=True,
+            ).start()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close idle connections, fail waiters with :class:`PoolClosed`, stop the worker.
@@ -195,7 +218,13 @@ class ConnectionPool(PoolState[C]):
                 if slot:  # the reset ladder's last rung: a new connection replaced the lost one
                     self.count("resets_reconnect")
                 break
-            if self._usable(entry):
+            usable = self._usable(entry, deadline)
+            if usable is None:  # the guard cut the reset off at the deadline
+                with self._lock:
+                    self._stats["requests_timeouts"] += 1
+                    self._stats["requests_errors"] += 1
+                raise PoolTimeout(self._timeout_message(self._clock() - started, wait))
+            if usable:
                 break
             slot = True
         entry.checked_out_at = self._clock()
@@ -280,34 +309,70 @@ class ConnectionPool(PoolState[C]):
             "or ['timeout'], or return connections sooner."
         )
 
-    def _usable(self, entry: Entry[C]) -> bool:
-        """Expire or reset a reused entry; when unusable, close it and keep its slot for the caller."""
+    def _usable(self, entry: Entry[C], deadline: float) -> bool | None:
+        """Expire or reset a reused entry; when unusable, close it and keep its slot for the caller.
+
+        Returns ``None`` when the reset was still running at *deadline* and the
+        guard cut it off: the entry is closed and its slot released.
+        """
         if self._clock() >= entry.expires_at:
             self._discard(entry, "closes_lifetime", keep_slot=True)
             return False
         entry.fresh = False
         if self._reset is None:
             return True
+        if self._interrupt is not None:
+            with self._lock:
+                entry.reset_deadline, entry.interrupted = deadline, False
+                self._resetting[id(entry)] = entry
         started = self._clock()
         try:
             method = self._reset(entry.conn)
         except BaseException as exc:  # any failure means "do not hand out"
             logger.warning("pool %r: discarding a connection whose reset failed: %r", self.name, exc)
             with self._lock:
+                self._resetting.pop(id(entry), None)
                 self._stats["resets_failed"] += 1
                 self._stats["connections_lost"] += 1
             interrupted = not isinstance(exc, Exception)
-            self._discard(entry, "closes_broken", keep_slot=not interrupted)
+            self._discard(entry, "closes_broken", keep_slot=not (interrupted or entry.interrupted))
             if interrupted:
                 raise
-            return False
+            return None if entry.interrupted else False
         elapsed = self._clock() - started
         with self._lock:
-            self._stats["resets_num"] += 1
-            self._stats["resets_ms"] += int(elapsed * 1000)
-            key = f"resets_{method}"
-            self._stats[key] = self._stats.get(key, 0) + 1
+            self._resetting.pop(id(entry), None)
+            if not entry.interrupted:
+                self._stats["resets_num"] += 1
+                self._stats["resets_ms"] += int(elapsed * 1000)
+                key = f"resets_{method}"
+                self._stats[key] = self._stats.get(key, 0) + 1
+        if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
+            self._discard(entry, "closes_broken")
+            return None
         return True
+
+    def interrupt_overdue_resets(self) -> None:
+        """Cut off resets still running past their checkout's deadline (the guard thread).
+
+        Runs the injected ``interrupt`` under the pool's lock, so the checking-out
+        thread cannot close the connection meanwhile.
+        """
+        with self._lock:
+            if not self._resetting:
+                return
+            now = self._clock()
+            for key, entry in list(self._resetting.items()):
+                if now >= entry.reset_deadline and self._interrupt is not None:
+                    del self._resetting[key]
+                    entry.interrupted = True
+                    logger.warning(
+                        "pool %r: a connection's reset was still running at the checkout deadline", self.name
+                    )
+                    try:
+                        self._interrupt(entry.conn)
+                    except Exception:  # noqa: BLE001 - the reset then ends on its own
+                        logger.warning("pool %r: could not interrupt a reset", self.name, exc_info=True)
 
     # -- checkin ----------------------------------------------------------
 

@@ -66,7 +66,18 @@ CLOSED = object()  # the pool was closed while it waited
 class Entry(Generic[C]):
     """One open connection and its timestamps (clock seconds)."""
 
-    __slots__ = ("checked_out_at", "conn", "created_at", "expires_at", "fresh", "leak_reported", "stack", "used_at")
+    __slots__ = (
+        "checked_out_at",
+        "conn",
+        "created_at",
+        "expires_at",
+        "fresh",
+        "interrupted",
+        "leak_reported",
+        "reset_deadline",
+        "stack",
+        "used_at",
+    )
 
     def __init__(self, conn: C, now: float, lifetime: float) -> None:
         self.conn = conn
@@ -77,6 +88,8 @@ class Entry(Generic[C]):
         self.fresh = True  # not reset since it was opened
         self.leak_reported = False
         self.stack: traceback.StackSummary | None = None
+        self.reset_deadline = 0.0  # the checkout's deadline while its reset runs
+        self.interrupted = False  # the guard cut the reset off at that deadline
 
 
 class Waiter:
@@ -232,3 +245,21 @@ def maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, inter
         del pool
         if stop.wait(interval):
             return
+
+
+def guard(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
+    """Body of the guard thread: cuts off resets still running at their checkout's deadline.
+
+    A reset blocks on the network with no timeout of its own (a stalled link or
+    server), so a separate thread, not the maintenance thread (which may itself
+    be blocked opening a connection), bounds it to the deadline plus *interval*.
+    """
+    while not stop.wait(interval):
+        pool = ref()
+        if pool is None or pool.closed:
+            return
+        try:
+            pool.interrupt_overdue_resets()
+        except Exception:  # noqa: BLE001 - the guard must survive anything
+            logger.exception("pool %r: reset guard failed", pool.name)
+        del pool

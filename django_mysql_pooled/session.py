@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import socket
 import threading
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ import MySQLdb
 from MySQLdb import _mysql
 
 __all__ = [
+    "interrupt",
     "METHOD_CHANGE_USER",
     "METHOD_RECONNECT",
     "METHOD_RESET_CONNECTION",
@@ -166,3 +168,24 @@ def detach_after_fork(conn: Any) -> None:
         os.close(devnull)
     with contextlib.suppress(MySQLdb.Error):  # the fd is /dev/null: nothing to report
         conn.close()
+
+
+def interrupt(conn: Any) -> None:
+    """Shut *conn*'s socket down so that a call blocked on it fails now.
+
+    Used by the pool's guard thread to bound a reset stalled on the network:
+    the blocked ``COM_RESET_CONNECTION`` then fails with error 2013 and the
+    connection is discarded. ``shutdown()`` on a duplicate of the descriptor
+    acts on the shared socket; the connection's own descriptor stays open, so
+    no other file can take its number before the connection is closed.
+    """
+    try:
+        fd = conn.fileno()
+    except MySQLdb.Error:
+        return
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        with contextlib.suppress(OSError):  # already shut down or not connected
+            sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.close()

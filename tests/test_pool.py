@@ -1072,3 +1072,74 @@ def test_pid_is_the_creating_process(make: MakePool) -> None:
     import os
 
     assert make().pid == os.getpid()
+
+
+class StallingReset:
+    """A reset that blocks like one on a stalled network until interrupted."""
+
+    def __init__(self) -> None:
+        self.stall = False
+        self.cut = threading.Event()
+        self.interrupted: list[FakeConnection] = []
+
+    def reset(self, conn: FakeConnection) -> str:
+        if self.stall and not self.cut.wait(30):
+            return "reset_connection"
+        if self.stall:
+            raise ConnectionLost("stalled reset cut off")
+        return "reset_connection"
+
+    def interrupt(self, conn: FakeConnection) -> None:
+        self.interrupted.append(conn)
+        self.cut.set()
+
+
+def test_guard_cuts_off_a_reset_stalled_past_the_deadline(real_factory: FakeFactory) -> None:
+    stalling = StallingReset()
+    pool = ConnectionPool(
+        real_factory.connect,
+        reset=stalling.reset,
+        interrupt=stalling.interrupt,
+        close=real_factory.close,
+        name="stalled",
+        max_size=1,
+        timeout=0.3,
+        guard_interval=0.02,
+    )
+    try:
+        conn = pool.getconn()
+        pool.putconn(conn)
+        stalling.stall = True
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout, match="database 'stalled'"):
+            pool.getconn()
+        assert 0.25 <= time.monotonic() - started < 2.0
+        assert stalling.interrupted == [conn]
+        assert conn.closed
+        stats = pool.get_stats()
+        assert (stats["requests_timeouts"], stats["resets_failed"], stats["pool_size"]) == (1, 1, 0)
+        stalling.stall = False
+        assert pool.getconn() is not conn  # the slot was freed: a new connection
+    finally:
+        pool.close()
+
+
+def test_guard_leaves_resets_that_finish_in_time(real_factory: FakeFactory) -> None:
+    stalling = StallingReset()
+    pool = ConnectionPool(
+        real_factory.connect,
+        reset=stalling.reset,
+        interrupt=stalling.interrupt,
+        close=real_factory.close,
+        max_size=1,
+        timeout=5.0,
+        guard_interval=0.01,
+    )
+    try:
+        for _ in range(50):
+            pool.putconn(pool.getconn())
+        time.sleep(0.05)
+        assert stalling.interrupted == []
+        assert pool.get_stats()["resets_num"] == 49
+    finally:
+        pool.close()
