@@ -397,6 +397,14 @@ class ConnectionPool(PoolState[C]):
 
     # -- background maintenance --------------------------------------------
 
+    def maintenance_round(self) -> None:
+        """One round of the maintenance thread: :meth:`run_maintenance`, then the hooks."""
+        try:
+            self.run_maintenance()
+        except Exception:  # noqa: BLE001 - the hooks still run
+            logger.exception("pool %r: maintenance failed", self.name)
+        self._run_hooks()
+
     def run_maintenance(self) -> None:
         """Close idle and expired connections, refill ``min_size``, report leaks."""
         now = self._clock()

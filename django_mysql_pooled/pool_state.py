@@ -231,20 +231,30 @@ class PoolState(Generic[C]):
             self._stats[key] = self._stats.get(key, 0) + value
 
 
-def maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
-    """Body of the maintenance thread: holds the pool only while working on it."""
+def _periodically(
+    ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float, work: str, *, first: bool
+) -> None:
+    """Call the pool's method *work* every *interval* seconds (at once if *first*)
+    until *stop* is set or the pool is closed or garbage-collected; the thread
+    holds the pool only while working on it."""
+    if not first and stop.wait(interval):
+        return
     while True:
         pool = ref()
         if pool is None or pool.closed:
             return
         try:
-            pool.run_maintenance()
-        except Exception:  # noqa: BLE001 - the worker must survive anything
-            logger.exception("pool %r: maintenance failed", pool.name)
-        pool._run_hooks()
+            getattr(pool, work)()
+        except Exception:  # noqa: BLE001 - the thread must survive anything
+            logger.exception("pool %r: %s failed", pool.name, work)
         del pool
         if stop.wait(interval):
             return
+
+
+def maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
+    """Body of the maintenance thread: :meth:`ConnectionPool.maintenance_round` now, then every *interval*."""
+    _periodically(ref, stop, interval, "maintenance_round", first=True)
 
 
 def guard(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
@@ -254,12 +264,4 @@ def guard(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval
     server), so a separate thread, not the maintenance thread (which may itself
     be blocked opening a connection), bounds it to the deadline plus *interval*.
     """
-    while not stop.wait(interval):
-        pool = ref()
-        if pool is None or pool.closed:
-            return
-        try:
-            pool.interrupt_overdue_resets()
-        except Exception:  # noqa: BLE001 - the guard must survive anything
-            logger.exception("pool %r: reset guard failed", pool.name)
-        del pool
+    _periodically(ref, stop, interval, "interrupt_overdue_resets", first=False)

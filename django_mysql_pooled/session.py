@@ -115,23 +115,25 @@ class NativeClient:
         if self.reset_connection(handle) != 0:
             raise ResetFailed(self.errno(handle), (self.error(handle) or b"").decode("utf-8", "replace"))
 
+    def _info(self, conn: Any, key: int, value: Any) -> Any:
+        """Fill *value* (a ctypes object) with ``mariadb_get_infov(key)``; ``None`` if unknown."""
+        if self.get_infov is None:
+            return None
+        if self.get_infov(self.handle(conn), key, ctypes.byref(value)) != b"\x00":
+            return None  # pragma: no cover - only with a broken handle
+        return value.value
+
     def schema(self, conn: Any) -> str | None:
         """Return the client's view of the default schema, or ``None`` if unknown."""
         if self.get_infov is None:
             return None
-        value = ctypes.c_char_p()
-        if self.get_infov(self.handle(conn), _MARIADB_CONNECTION_SCHEMA, ctypes.byref(value)) != b"\x00":
-            return None  # pragma: no cover - only with a broken handle
-        return (value.value or b"").decode("utf-8", "replace")
+        schema: bytes | None = self._info(conn, _MARIADB_CONNECTION_SCHEMA, ctypes.c_char_p())
+        return (schema or b"").decode("utf-8", "replace")
 
     def server_status(self, conn: Any) -> int | None:
         """Return the status flags of the last server reply, or ``None`` if unknown."""
-        if self.get_infov is None:
-            return None
-        value = ctypes.c_uint()
-        if self.get_infov(self.handle(conn), _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(value)) != b"\x00":
-            return None  # pragma: no cover - only with a broken handle
-        return value.value
+        status: int | None = self._info(conn, _MARIADB_CONNECTION_SERVER_STATUS, ctypes.c_uint())
+        return status
 
 
 _probe_lock = threading.Lock()

@@ -11,13 +11,12 @@ import dataclasses
 import json
 import os
 import socket
-import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from django_mysql_pooled.stats import STALE_AFTER, private_dir_problem, stats_dir, uid, unlink
+from django_mysql_pooled.stats import STALE_AFTER, private_dir_problem, private_problem, stats_dir, unlink
 
 __all__ = ["ScanResult", "pid_alive", "query_server", "read_snapshots"]
 
@@ -51,15 +50,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def _file_problem(st: os.stat_result) -> str | None:
-    if stat.S_ISLNK(st.st_mode):
-        return "is a symlink"
-    if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
-    if st.st_uid != uid():
-        return f"is owned by uid {st.st_uid}, not {uid()}"
-    if st.st_mode & 0o077:
-        return f"has mode {stat.S_IMODE(st.st_mode):04o}, expected 0600"
-    return None
+    return private_problem(st, directory=False)
 
 
 def _valid(data: object) -> bool:

@@ -67,18 +67,25 @@ def stats_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"django_mysql_pooled-{uid()}"
 
 
-def private_dir_problem(directory: Path) -> str | None:
-    """Why *directory* is not a private directory of this user, or ``None``."""
-    st = os.lstat(directory)
+def private_problem(st: os.stat_result, *, directory: bool) -> str | None:
+    """Why the ``lstat()`` result *st* is not this user's private directory
+    (mode 0700) or regular file (mode 0600), or ``None``."""
     if stat.S_ISLNK(st.st_mode):
         return "is a symlink"
-    if not stat.S_ISDIR(st.st_mode):
+    if directory and not stat.S_ISDIR(st.st_mode):
         return "is not a directory"
+    if not directory and not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
     if st.st_uid != uid():
         return f"is owned by uid {st.st_uid}, not {uid()}"
     if st.st_mode & 0o077:
-        return f"has mode {stat.S_IMODE(st.st_mode):04o}, expected 0700"
+        return f"has mode {stat.S_IMODE(st.st_mode):04o}, expected {'0700' if directory else '0600'}"
     return None
+
+
+def private_dir_problem(directory: Path) -> str | None:
+    """Why *directory* is not a private directory of this user, or ``None``."""
+    return private_problem(os.lstat(directory), directory=True)
 
 
 def ensure_private_dir(directory: Path) -> None:
