@@ -96,10 +96,20 @@ def _close(conn: Any) -> None:
 class _DjangoPool(ConnectionPool[Any]):
     """The pool plus what the Django side needs to know about its sessions."""
 
-    def __init__(self, *args: Any, config: PoolConfig, session_plan: SessionPlan, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        config: PoolConfig,
+        session_plan: SessionPlan,
+        connect_params: dict[str, Any],
+        isolation_level: str | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.config = config
         self.session_plan = session_plan
+        self.connect_params = connect_params
+        self.isolation_level = isolation_level
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
@@ -150,6 +160,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             leak_timeout=config.leak_timeout,
             config=config,
             session_plan=plan,
+            connect_params=params,
+            isolation_level=self.isolation_level,
         )
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
@@ -161,6 +173,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             pool.close()
 
     def get_connection_params(self) -> dict[str, Any]:
+        pool = registry.get_pool(self.alias) if self.alias != NO_DB_ALIAS else None
+        if isinstance(pool, _DjangoPool):  # computed once per pool, not per checkout
+            self.isolation_level = pool.isolation_level
+            return pool.connect_params
         params: dict[str, Any] = super().get_connection_params()
         _raw, driver = split_options(params)
         return driver
@@ -181,10 +197,12 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection
-        if pool is None or not self._pool_reused or not pool.config.reset:
+        if pool is None or not self._pool_reused:
             super().init_connection_state()
             return
         BaseDatabaseWrapper.init_connection_state(self)
+        if not pool.config.reset:
+            return  # nothing was reset: Django's settings from the first checkout still hold
         now, deferrable = pool.session_plan.statements(
             self.connection,
             self.isolation_level,

@@ -179,7 +179,7 @@ class ConnectionPool(PoolState[C]):
         self._idle.clear()
         self._in_use.clear()
         self._waiters.clear()
-        self._nconns = 0
+        self._nconns = self._opening = 0
         self._closed = True
         self._stop = threading.Event()  # the inherited one's lock may be held too
         self._stop.set()
@@ -253,9 +253,11 @@ class ConnectionPool(PoolState[C]):
                     self._release_slot_locked()
                 return self._idle.pop()
             if slot:
+                self._opening += 1
                 return None
-            if self._nconns < self.max_size:
+            if self._nconns < self.max_size and self._opening < self.max_connecting:
                 self._nconns += 1
+                self._opening += 1
                 return None
             if self.max_waiting and len(self._waiters) >= self.max_waiting:
                 self._stats["requests_rejected"] += 1
@@ -277,7 +279,7 @@ class ConnectionPool(PoolState[C]):
             raise
         with self._lock:
             result = waiter.result
-            self._stats["requests_wait_ms"] += int((self._clock() - waiter.since) * 1000)
+            self._stats["requests_wait_ms"] += (self._clock() - waiter.since) * 1000
             if result is PENDING:
                 self._waiters.remove(waiter)
                 self._stats["requests_timeouts"] += 1
@@ -291,10 +293,11 @@ class ConnectionPool(PoolState[C]):
         """Pass on what an interrupted waiter was (or was about to be) served."""
         with self._lock:
             result = waiter.result
-            self._stats["requests_wait_ms"] += int((self._clock() - waiter.since) * 1000)
+            self._stats["requests_wait_ms"] += (self._clock() - waiter.since) * 1000
             if result is PENDING:
                 self._waiters.remove(waiter)
             elif result is SLOT:
+                self._opening -= 1
                 self._release_slot_locked()
             elif result is CLOSED or self._keep_locked(result, self._clock()):
                 return
@@ -344,7 +347,7 @@ class ConnectionPool(PoolState[C]):
             self._resetting.pop(id(entry), None)
             if not entry.interrupted:
                 self._stats["resets_num"] += 1
-                self._stats["resets_ms"] += int(elapsed * 1000)
+                self._stats["resets_ms"] += elapsed * 1000
                 key = f"resets_{method}"
                 self._stats[key] = self._stats.get(key, 0) + 1
         if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
@@ -387,7 +390,7 @@ class ConnectionPool(PoolState[C]):
             entry = self._in_use.pop(id(conn), None)
             if entry is None:
                 raise ValueError(f"connection {conn!r} is not checked out from pool {self.name!r}")
-            self._stats["usage_ms"] += int((now - entry.checked_out_at) * 1000)
+            self._stats["usage_ms"] += (now - entry.checked_out_at) * 1000
             entry.stack = None
             if broken:
                 self._stats["returns_bad"] += 1
@@ -456,6 +459,7 @@ class ConnectionPool(PoolState[C]):
                     self._fill_backoff = 0.0
                     return
                 self._nconns += 1
+                self._opening += 1
             try:
                 entry = self._open_entry(self._clock() + self.timeout)
             except Exception as exc:  # noqa: BLE001 - retried with backoff

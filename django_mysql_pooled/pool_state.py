@@ -131,9 +131,14 @@ class PoolState(Generic[C]):
         self._in_use: dict[int, Entry[C]] = {}
         self._waiters: deque[Waiter] = deque()
         self._nconns = 0  # open connections plus slots reserved for opening
+        self._opening = 0  # connects in progress (each holds one of those slots)
+        #: At most this many connects at once: under a burst, threads wait for a
+        #: returned connection or a finished connect instead of each opening
+        #: its own (HikariCP's "spike" lesson; psycopg_pool grows by workers).
+        self.max_connecting = 2
         self._opened = False
         self._closed = False
-        self._stats = dict.fromkeys(COUNTERS, 0)
+        self._stats: dict[str, float] = dict.fromkeys(COUNTERS, 0)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "new"
@@ -152,12 +157,16 @@ class PoolState(Generic[C]):
         except BaseException:
             with self._lock:
                 self._stats["connections_errors"] += 1
+                self._opening -= 1
                 self._release_slot_locked()
+                self._grow_locked()
             raise
         now = self._clock()
         with self._lock:
             self._stats["connections_num"] += 1
-            self._stats["connections_ms"] += int((now - started) * 1000)
+            self._stats["connections_ms"] += (now - started) * 1000
+            self._opening -= 1
+            self._grow_locked()
         lifetime = self.max_lifetime * (1.0 - random.random() * LIFETIME_JITTER)  # noqa: S311
         return Entry(conn, now, lifetime)
 
@@ -182,11 +191,25 @@ class PoolState(Generic[C]):
                 self._release_slot_locked()
 
     def _release_slot_locked(self) -> None:
-        """Give a freed slot to the first waiter, or drop it. Call with the lock held."""
-        if self._waiters and not self._closed:
+        """Give a freed slot to the first waiter to open a connection with, or drop it.
+
+        Call with the lock held. The slot is dropped when ``max_connecting``
+        connects already run: their completion grows the pool again.
+        """
+        if self._waiters and not self._closed and self._opening < self.max_connecting:
+            self._opening += 1
             self._waiters.popleft().serve(SLOT)
         else:
             self._nconns -= 1
+
+    def _grow_locked(self) -> None:
+        """Let waiters open connections while below ``max_size`` and ``max_connecting``."""
+        while (
+            self._waiters and not self._closed and self._nconns < self.max_size and self._opening < self.max_connecting
+        ):
+            self._nconns += 1
+            self._opening += 1
+            self._waiters.popleft().serve(SLOT)
 
     def _safe_close(self, conn: C) -> None:
         try:
@@ -209,11 +232,12 @@ class PoolState(Generic[C]):
         """Return :meth:`get_stats` and reset the counters (not the sizes)."""
         with self._lock:
             stats = self._stats_locked()
-            self._stats = dict.fromkeys(self._stats, 0)  # keep every key seen: series must not vanish
+            self._stats = dict.fromkeys(self._stats, 0.0)  # keep every key seen: series must not vanish
         return stats
 
     def _stats_locked(self) -> dict[str, int]:
-        stats = dict(self._stats)
+        # *_ms counters add up float milliseconds: sub-millisecond resets count.
+        stats = {key: int(value) for key, value in self._stats.items()}
         stats.update(
             pool_min=self.min_size,
             pool_max=self.max_size,

@@ -101,8 +101,12 @@ class NativeClient:
             self.get_infov = infov
 
     def handle(self, conn: Any) -> int:
-        """Return the ``MYSQL*`` of *conn* as an integer address."""
-        address: int = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
+        """Return the ``MYSQL*`` of *conn* as an integer address (cached on *conn*:
+        the ``MYSQL`` structure lives inside the connection object)."""
+        try:
+            address: int = conn._dmp_native_handle
+        except AttributeError:
+            address = conn._dmp_native_handle = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
         return address
 
     def reset(self, conn: Any) -> None:

@@ -1143,3 +1143,41 @@ def test_guard_leaves_resets_that_finish_in_time(real_factory: FakeFactory) -> N
         assert pool.get_stats()["resets_num"] == 49
     finally:
         pool.close()
+
+
+def test_a_burst_with_slow_connects_opens_few_connections(real_factory: FakeFactory) -> None:
+    """HikariCP's spike: 30 threads at once, 100 ms connects, 2 ms of work, max_size 30."""
+    slow_connect = real_factory.connect
+
+    def connect(timeout: float | None) -> FakeConnection:
+        time.sleep(0.1)
+        return slow_connect(timeout)
+
+    pool = ConnectionPool(connect, reset=real_factory.reset, close=real_factory.close, max_size=30, timeout=10.0)
+    barrier = threading.Barrier(30)
+    errors: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            barrier.wait(5)
+            conn = pool.getconn()
+            time.sleep(0.002)
+            pool.putconn(conn)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=request) for _ in range(30)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        stats = pool.get_stats()
+        assert errors == []
+        assert stats["requests_num"] == 30
+        # Two connects at a time (max_connecting); the rest are served by returned
+        # connections. Opening in every waiting thread would make this 30.
+        assert real_factory.connects <= 2 * pool.max_connecting
+        assert stats["requests_queued"] >= 20
+    finally:
+        pool.close()
