@@ -7,8 +7,10 @@ _need_apt=()
 command -v pkg-config >/dev/null 2>&1 || _need_apt+=(pkg-config)
 [ -e /usr/include/mariadb/mysql.h ] || [ -e /usr/include/mysql/mysql.h ] || _need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || _need_apt+=(gcc)
+command -v wrk >/dev/null 2>&1 || _need_apt+=(wrk)
 if [ ${#_need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "Installing system packages: ${_need_apt[*]}" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_need_apt[@]}" >/dev/null
     else
         echo "Missing system packages: ${_need_apt[*]} (needed to build mysqlclient)." >&2
@@ -24,7 +26,7 @@ source .venv/bin/activate
 _stamp=.venv/.dmp-installed
 if [ ! -f "$_stamp" ] || [ pyproject.toml -nt "$_stamp" ]; then
     python -m pip install -q --upgrade pip
-    python -m pip install -q -e ".[test,docs,dev]"
+    python -m pip install -q -e ".[test,docs,dev,bench]"
     touch "$_stamp"
 fi
 
