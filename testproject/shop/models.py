@@ -1,10 +1,12 @@
-"""Products and the orders that draw down their stock."""
+"""Products, the orders that draw down their stock, and reviews (the cancellation demo's big table)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from django.db import models
+
+from django_mysql_pooled.query import CancellableQuerySet
 
 
 class Product(models.Model):
@@ -36,3 +38,27 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.pk} ({self.quantity} items, {self.total})"
+
+
+class Review(models.Model):
+    """A product review: the table the cancellation demo searches.
+
+    ``manage.py seed_reviews`` fills it with a few hundred thousand rows, so a
+    bad query (a backtracking regular expression over every ``body``) runs for
+    many minutes unless it is killed. ``objects`` is a
+    :class:`~django_mysql_pooled.query.CancellableQuerySet` manager so that
+    ``Review.objects.filter(...).cancellable(...)`` type-checks; at run time
+    ``cancellable()`` is on every queryset anyway (``AppConfig.ready()``).
+    """
+
+    objects = CancellableQuerySet.as_manager()
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="reviews")
+    rating = models.PositiveSmallIntegerField()
+    body = models.TextField()
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of product {self.product_id} ({self.rating}/5)"

@@ -13,4 +13,6 @@ urlpatterns: list[URLPattern] = [
     path("dirty/", views.dirty, name="dirty"),
     path("session/", views.session, name="session"),
     path("pool/", views.pool_stats, name="pool"),
+    path("search/", views.search, name="search"),
+    path("slow-count/", views.slow_count, name="slow-count"),
 ]

@@ -9,28 +9,61 @@ on (``CONNECTION_ID()``), so a client can follow connections across requests:
 * ``/dirty/``: deliberately leaves session state behind on its connection;
 * ``/session/``: reports the session state ``/dirty/`` changes, so a client
   can tell whether it leaked into a later request;
-* ``/pool/``: this process's pool statistics and PID.
+* ``/pool/``: this process's pool statistics and PID;
+* ``GET /search/?q=<regex>&timeout=2``: reviews whose body matches a regular
+  expression, under ``cancellable(timeout=...)``: HTTP 503 (JSON with the
+  reason, connection id and elapsed time) when the query was killed;
+* ``GET /slow-count/?q=<regex>`` (async, for an ASGI server): counts the
+  matching reviews with ``cancellable().acount()``; when the client goes
+  away, the ASGI handler cancels the view's task and the query is killed on
+  the server. Without ``q`` it counts a pattern that takes minutes;
+  ``cancellable=0`` runs it without ``cancellable()`` (for comparison).
+
+The cancellation views need the reviews ``manage.py seed_reviews`` creates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import time
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from django_mysql_pooled import registry
-from shop.models import Order, Product
+from django_mysql_pooled import QueryCancelled, registry
+from shop.models import Order, Product, Review
+
+logger = logging.getLogger(__name__)
 
 #: The named lock ``/dirty/`` takes with ``GET_LOCK()`` and never releases.
 DEMO_LOCK = "dmp_demo"
 #: ``/dirty/`` creates a TEMPORARY table under this name, shadowing the real
 #: one for every later statement of the session.
 SHADOW_TABLE = Product._meta.db_table
+
+#: What ``/slow-count/`` counts without ``q``: nested quantifiers make the
+#: regular expression engine backtrack for a few milliseconds on every body,
+#: and no body has a digit, so the scan reads the whole table: minutes.
+SLOW_PATTERN = r"(\w+\s?){5}\d"
+#: The largest ``timeout`` the views accept, in seconds.
+MAX_TIMEOUT = 60.0
+#: What stopped a cancelled query, by the server's error code.
+#: On MariaDB a deadline fires twice at once: the watchdog's ``KILL QUERY``
+#: and the statement's own ``max_statement_time``; the error names the first.
+STOPPED_BY = {
+    1317: "KILL QUERY",
+    1969: "MariaDB's max_statement_time",
+    3024: "MySQL's MAX_EXECUTION_TIME",
+}
+#: The server's error for a malformed regular expression (MariaDB and MySQL <= 8.0.3).
+ER_REGEXP_ERROR = 1139
 
 
 def _fetchone(sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
@@ -170,5 +203,145 @@ def pool_stats(request: HttpRequest) -> JsonResponse:
             "engine": settings_dict["ENGINE"],
             "conn_max_age": settings_dict["CONN_MAX_AGE"],
             "pool": pool.get_stats() if pool is not None else None,
+        }
+    )
+
+
+# -- query cancellation --------------------------------------------------------
+
+
+class BadRequest(ValueError):
+    """A query parameter is missing or malformed (HTTP 400)."""
+
+
+def _timeout_param(request: HttpRequest, default: float | None) -> float | None:
+    raw = request.GET.get("timeout")
+    if raw is None or raw == "":
+        return default
+    try:
+        timeout = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout must be a number of seconds, got {raw!r}") from None
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise BadRequest(f"timeout must be > 0 and <= {MAX_TIMEOUT:g} seconds, got {raw!r}")
+    return timeout
+
+
+def _limit_param(request: HttpRequest) -> int:
+    raw = request.GET.get("limit") or "20"
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, got {raw!r}") from None
+    if not 1 <= limit <= 100:
+        raise BadRequest(f"limit must be between 1 and 100, got {limit}")
+    return limit
+
+
+def _cancelled_response(exc: QueryCancelled, q: str) -> JsonResponse:
+    """HTTP 503 for a query stopped on the server."""
+    errno = exc.args[0] if exc.args else None
+    message = exc.args[1] if len(exc.args) > 1 else str(exc)
+    return JsonResponse(
+        {
+            "error": str(message),
+            "q": q,
+            "reason": exc.reason,
+            "connection_id": exc.connection_id,
+            "elapsed": round(exc.elapsed, 3),
+            "errno": errno,
+            "stopped_by": STOPPED_BY.get(errno, "unknown") if isinstance(errno, int) else "unknown",
+        },
+        status=503,
+    )
+
+
+def _bad_pattern(exc: DatabaseError) -> bool:
+    return bool(exc.args) and exc.args[0] == ER_REGEXP_ERROR
+
+
+@require_GET
+def search(request: HttpRequest) -> JsonResponse:
+    """Reviews whose body matches the regular expression ``q``, first ``limit`` (20) by id.
+
+    The query runs under ``cancellable(timeout=...)`` (default 2 s): when the
+    deadline passes the statement is killed on the server (``KILL QUERY``,
+    and on MariaDB ``max_statement_time`` too) and the view answers 503.
+    """
+    q = request.GET.get("q", "")
+    try:
+        if not q:
+            raise BadRequest("q (a regular expression) is required")
+        timeout = _timeout_param(request, 2.0)
+        limit = _limit_param(request)
+    except BadRequest as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    reviews = Review.objects.filter(body__iregex=q).order_by("pk").cancellable(timeout=timeout)
+    started = time.monotonic()
+    try:
+        results = list(reviews.values("id", "product_id", "rating", "body")[:limit])
+    except QueryCancelled as exc:
+        return _cancelled_response(exc, q)
+    except DatabaseError as exc:
+        if _bad_pattern(exc):
+            return JsonResponse({"error": f"bad regular expression: {exc.args[1]}", "q": q}, status=400)
+        raise
+    elapsed = time.monotonic() - started
+    return JsonResponse(
+        {
+            "q": q,
+            "timeout": timeout,
+            "elapsed": round(elapsed, 3),
+            "count": len(results),
+            "results": results,
+            "connection_id": _connection_id(),
+        }
+    )
+
+
+@require_GET
+async def slow_count(request: HttpRequest) -> JsonResponse:
+    """Count the reviews matching ``q`` (default: :data:`SLOW_PATTERN`, minutes of work).
+
+    ``await ....cancellable().acount()``: when this task is cancelled (an ASGI
+    server's client disconnected) the running statement is killed on the
+    server. An optional ``timeout`` sets a deadline as ``/search/`` does.
+    ``cancellable=0`` leaves ``cancellable()`` out (the control case: the
+    query keeps running on the server after the client went away).
+    """
+    q = request.GET.get("q") or SLOW_PATTERN
+    try:
+        timeout = _timeout_param(request, None)
+    except BadRequest as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    reviews = Review.objects.filter(body__iregex=q)
+    cancellable = request.GET.get("cancellable") != "0"
+    if cancellable:
+        reviews = reviews.cancellable(timeout=timeout)
+    started = time.monotonic()
+    try:
+        count = await reviews.acount()
+    except QueryCancelled as exc:
+        return _cancelled_response(exc, q)
+    except DatabaseError as exc:
+        if _bad_pattern(exc):
+            return JsonResponse({"error": f"bad regular expression: {exc.args[1]}", "q": q}, status=400)
+        raise
+    except asyncio.CancelledError:
+        logger.info(
+            "GET /slow-count/: the task was cancelled after %.3f s (client gone?); %s",
+            time.monotonic() - started,
+            "its query was killed" if cancellable else "without cancellable() its query keeps running",
+        )
+        raise
+    elapsed = time.monotonic() - started
+    return JsonResponse(
+        {
+            "q": q,
+            "timeout": timeout,
+            "elapsed": round(elapsed, 3),
+            "count": count,
+            "cancellable": cancellable,
+            "connection_id": await sync_to_async(_connection_id)(),
         }
     )

@@ -93,5 +93,7 @@ LOGGING: dict[str, Any] = {
         # Errors (500s) only: the stock demo produces hundreds of expected 404s.
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         "django_mysql_pooled": {"handlers": ["stderr"], "level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
+        # The shop's views: /slow-count/ logs a cancelled task at INFO.
+        "shop": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }
