@@ -22,6 +22,7 @@ from django_mysql_pooled import registry
 from django_mysql_pooled.config import PoolConfig, parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.cursor import SetupCursorWrapper, run_batch
+from django_mysql_pooled.features import DatabaseFeatures
 from django_mysql_pooled.pool import ConnectionPool, logger
 from django_mysql_pooled.restore import SessionPlan
 from django_mysql_pooled.session import (
@@ -101,21 +102,18 @@ class _DjangoPool(ConnectionPool[Any]):
         *args: Any,
         config: PoolConfig,
         session_plan: SessionPlan,
-        connect_params: dict[str, Any],
-        isolation_level: str | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.config = config
         self.session_plan = session_plan
-        self.connect_params = connect_params
-        self.isolation_level = isolation_level
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
     """Django's MySQL ``DatabaseWrapper`` whose connections come from a pool."""
 
     creation_class = DatabaseCreation
+    features_class = DatabaseFeatures
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -160,8 +158,6 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             leak_timeout=config.leak_timeout,
             config=config,
             session_plan=plan,
-            connect_params=params,
-            isolation_level=self.isolation_level,
         )
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
@@ -173,10 +169,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             pool.close()
 
     def get_connection_params(self) -> dict[str, Any]:
-        pool = registry.get_pool(self.alias) if self.alias != NO_DB_ALIAS else None
-        if isinstance(pool, _DjangoPool):  # computed once per pool, not per checkout
-            self.isolation_level = pool.isolation_level
-            return pool.connect_params
+        # Per connection, as the stock backend: validates OPTIONS (a copy() of the
+        # wrapper may differ from the pool's) and sets self.isolation_level.
         params: dict[str, Any] = super().get_connection_params()
         _raw, driver = split_options(params)
         return driver
@@ -197,7 +191,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection
-        if pool is None or not self._pool_reused:
+        # Only connect()'s call right after a checkout restores a reset session;
+        # a later call does what the stock backend does.
+        reused, self._pool_reused = self._pool_reused, False
+        if pool is None or not reused:
             super().init_connection_state()
             return
         BaseDatabaseWrapper.init_connection_state(self)
@@ -264,6 +261,11 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         with self.wrap_database_errors:
             pool.putconn(conn, broken=broken)
         return None
+
+    def is_usable(self) -> bool:
+        if self.connection is None:  # _close() handed the connection back to the pool
+            return False
+        return bool(super().is_usable())
 
     def close_if_health_check_failed(self) -> None:
         if self._pool_of_connection is not None:

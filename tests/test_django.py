@@ -88,3 +88,23 @@ def test_manage_py_test_parallel_uses_the_pool_on_each_clone() -> None:
     assert result.returncode == 0, output
     assert "Ran 2 tests" in output
     assert "Cloning test database" in output
+
+
+def test_is_usable_after_the_connection_went_back_to_the_pool(pooled: Any) -> None:
+    db = pooled({"max_size": 1})
+    db.ensure_connection()
+    assert db.is_usable()
+    db.close()
+    assert db.connection is None
+    assert not db.is_usable()
+
+
+def test_init_connection_state_called_again_does_what_the_stock_backend_does(pooled: Any) -> None:
+    db = pooled({"max_size": 1})
+    db.ensure_connection()
+    db.close()
+    db.ensure_connection()  # reused: Django's settings deferred to the first statement
+    db.init_connection_state()  # a later call sends them now, as the stock backend
+    with db.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.tx_isolation")
+        assert cursor.fetchone() == ("READ-COMMITTED",)

@@ -20,7 +20,7 @@ def test_checkout_reuses_the_same_server_connection(pooled: WrapperFactory) -> N
     second = query(db, "SELECT CONNECTION_ID()")
     db.close()
     assert first == second
-    stats = db.pool.get_stats()
+    stats = db.pool.get_stats()  # type: ignore[attr-defined]
     assert stats["connections_num"] == 1
     assert stats["requests_num"] == 2
     assert stats["resets_reset_connection"] == 1
@@ -30,4 +30,4 @@ def test_checkout_reuses_the_same_server_connection(pooled: WrapperFactory) -> N
 def test_default_alias_is_pooled() -> None:
     from django.db import connection
 
-    assert connection.pool is not None
+    assert connection.pool is not None  # type: ignore[attr-defined]

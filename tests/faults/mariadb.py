@@ -126,6 +126,8 @@ class PrivateMariaDB:
             self.install_db,
             "--no-defaults",
             f"--datadir={self.datadir}",
+            # its bootstrap server would otherwise clean /tmp of the shared server's #sql* files
+            f"--tmpdir={self.basedir}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             *self._server_options(),
