@@ -1,11 +1,13 @@
 """Soak: mixed reads and writes from many threads while the server and the network misbehave.
 
 Twelve threads share one pool of six connections on the private server,
-through the proxy. Every :data:`FAULT_EVERY` seconds one fault strikes, in
-turn: ``KILL CONNECTION`` of every session of the pool (from an admin
-connection), a proxy cut of every live link, ``KILL CONNECTION`` of a random
-half of them; once per run (more in a long one) the server itself is killed
-with ``SIGKILL`` and started again.
+through the proxy. Every :data:`FAULT_EVERY` seconds one fault of
+:data:`FAULTS` strikes, in turn: ``KILL CONNECTION`` (from an admin
+connection) of every session of the pool, of a random half of them, or of
+one session in the middle of a write's transaction; a cut of every link of
+the proxy; and the same kill and cut during a lull, when every pooled
+connection is idle. Once per run (every :data:`RESTART_EVERY` seconds in a
+long one) the server itself is killed with ``SIGKILL`` and started again.
 
 Each request is one checkout, like a Django request:
 
@@ -27,7 +29,10 @@ was lost or killed during ``COMMIT``: it may or may not have committed). At
 the end, every acknowledged write must be stored (in both tables), no failed
 one may be, no poison row may be, and no leak may have been seen.
 
-The run lasts ``DMP_SOAK_SECONDS`` seconds of load (default 20, about 30 s
+A control runs the same requests on a pool with ``reset: False``, where the
+checks must see every leak that a reset prevents.
+
+The run lasts ``DMP_SOAK_SECONDS`` seconds of load (default 20, about 25 s
 with the set-up); for a long soak::
 
     DMP_SOAK_SECONDS=600 python -m pytest -p no:cacheprovider tests/faults/test_soak.py -q -s
@@ -62,13 +67,29 @@ pytestmark = [requires_mariadbd, pytest.mark.timeout(int(SOAK_SECONDS) + 240)]
 THREADS = 12
 MAX_SIZE = 6
 TIMEOUT = 5.0  # the pool's checkout timeout, seconds
-FAULT_EVERY = 2.0  # seconds between two faults
+FAULT_EVERY = 1.5  # seconds between two faults
 #: Seconds between two server restarts in a long soak (a short one restarts once, halfway).
 RESTART_EVERY = 300.0
 DOWN_FOR = 1.0  # seconds the server stays down at a restart
 #: A request that starts this long after a fault ended must not see it.
 GRACE = 1.0
 WRITE_SHARE = 0.5
+PAUSE = float(os.environ.get("DMP_SOAK_PAUSE", "0.01"))  # seconds a client thinks between two requests
+#: Seconds a request waits, at most, for a lull to end.
+LULL_MAX = 15.0
+#: Seconds a write waits to be killed by a kill_before_* fault (and the fault waits for such a write).
+VICTIM_WAIT = 2.0
+
+#: The faults, in turn (the server restart comes at its own times).
+FAULTS = (
+    "kill_idle",  # a lull, then KILL CONNECTION of every (idle) session of the pool
+    "kill_before_insert",  # KILL CONNECTION of a session between the two INSERTs of a write
+    "proxy_cut",  # every link cut under load
+    "kill_all",  # KILL CONNECTION of every session under load
+    "kill_before_commit",  # KILL CONNECTION of a session whose write is about to COMMIT
+    "cut_idle",  # a lull, then every link cut
+    "kill_half",  # KILL CONNECTION of a random half of the sessions under load
+)
 
 #: Errors during ``COMMIT`` after which the caller cannot know whether it committed:
 #: the server shut down (1053) or killed the connection (1927), or the client lost it (2006, 2013).
@@ -135,6 +156,15 @@ class Ledger:
         self.reads = 0
         self.commit_errors: dict[str, int] = {}
         self.errors_by_step: dict[str, int] = {}
+        # The kill_in_transaction fault: the next write reaching *_victim_at* publishes its
+        # connection id and waits (at most VICTIM_WAIT s) until the fault has killed it.
+        self._victim_at: str | None = None
+        self._victim: int | None = None
+        self._victim_found = threading.Event()
+        self._victim_killed = threading.Event()
+        #: Cleared for a lull: requests wait before checking a connection out.
+        self.go = threading.Event()
+        self.go.set()
 
     def new_key(self) -> int:
         key = next(self._keys)
@@ -155,6 +185,32 @@ class Ledger:
     def commit_error(self, kind: str) -> None:
         with self._lock:
             self.commit_errors[kind] = self.commit_errors.get(kind, 0) + 1
+
+    def want_victim(self, at: str) -> None:
+        """Ask the next write reaching *at* (``"insert"`` or ``"commit"``) to wait to be killed."""
+        with self._lock:
+            self._victim_at, self._victim = at, None
+            self._victim_found.clear()
+            self._victim_killed.clear()
+
+    def offer_victim(self, at: str, conn_id: int) -> None:
+        """Called by a write at *at*: if a victim is wanted there, become it and wait for the kill."""
+        with self._lock:
+            if self._victim_at != at:
+                return
+            self._victim_at, self._victim = None, conn_id
+        self._victim_found.set()
+        self._victim_killed.wait(VICTIM_WAIT)
+
+    def victim(self, timeout: float) -> int | None:
+        """The connection id of the write waiting to be killed (``None`` if none came in *timeout*)."""
+        found = self._victim_found.wait(timeout)
+        with self._lock:
+            self._victim_at = None  # too late for anyone else
+            return self._victim if found else None
+
+    def victim_killed(self) -> None:
+        self._victim_killed.set()
 
     def step_failed(self, step: str) -> None:
         with self._lock:
@@ -197,7 +253,7 @@ def check_clean(db: Any, ledger: Ledger) -> None:
         for name, clean in zip(CHECKED, flags, strict=True):
             if not clean:
                 ledger.leak(f"{name} on connection {conn_id}")
-        if not probe_missing(cursor, "SELECT COUNT(*) FROM soak_tmp", ER_NO_SUCH_TABLE):
+        if not probe_missing(cursor, f"SELECT COUNT(*) FROM `{DATABASE}`.soak_tmp", ER_NO_SUCH_TABLE):
             ledger.leak(f"temporary_table on connection {conn_id}")
         if not probe_missing(cursor, "EXECUTE soak_stmt", ER_UNKNOWN_STMT_HANDLER):
             ledger.leak(f"prepared_statement on connection {conn_id}")
@@ -210,7 +266,9 @@ def write(db: Any, ledger: Ledger, client: int, seq: int) -> None:
         with transaction.atomic(using=db.alias):
             with db.cursor() as cursor:
                 cursor.execute("INSERT INTO soak_writes (k, client, seq) VALUES (%s, %s, %s)", [key, client, seq])
+                ledger.offer_victim("insert", db.connection.thread_id())
                 cursor.execute("INSERT INTO soak_audit (k) VALUES (%s)", [key])
+                ledger.offer_victim("commit", db.connection.thread_id())
             committing = True  # the block is done: what raises now comes from COMMIT
     except Exception as exc:
         _text, kind, code = describe(exc)
@@ -245,6 +303,7 @@ def dirty(db: Any) -> None:
 
 def soak_request(ledger: Ledger) -> Callable[[Any, int, int], None]:
     def work(db: Any, client: int, seq: int) -> None:
+        ledger.go.wait(LULL_MAX)
         connections[db.alias] = db  # this thread's wrapper of the alias, for transaction.atomic(using=...)
         step = "check"
         try:
@@ -282,10 +341,39 @@ def kill_sessions(server: PrivateMariaDB, share: float) -> int:
     return len(victims)
 
 
-def inject(kind: str, server: PrivateMariaDB, proxy: Proxy) -> Fault:
+def kill_in_transaction(server: PrivateMariaDB, ledger: Ledger, at: str) -> int:
+    """``KILL CONNECTION`` a session inside a write's transaction, before its second
+    ``INSERT`` (*at* ``"insert"``) or before its ``COMMIT`` (*at* ``"commit"``)."""
+    admin = server.connect()
+    try:
+        ledger.want_victim(at)
+        conn_id = ledger.victim(timeout=VICTIM_WAIT)
+        if conn_id is not None:
+            with contextlib.suppress(MySQLdb.OperationalError):  # gone meanwhile
+                admin.cursor().execute(f"KILL CONNECTION {int(conn_id)}")
+    finally:
+        ledger.victim_killed()
+        admin.close()
+    return int(conn_id is not None)
+
+
+def inject(kind: str, server: PrivateMariaDB, proxy: Proxy, ledger: Ledger, target: PoolTarget) -> Fault:
     fault = Fault(kind, time.monotonic())
-    if kind == "kill_all":
+    if kind.endswith("_idle"):  # in a lull: every pooled connection is idle when it is lost
+        ledger.go.clear()
+        try:
+            wait_until(lambda: target.stats()["connections_in_use"] == 0, 10.0, "the lull did not idle the pool")
+            if kind == "kill_idle":
+                fault.sessions_killed = kill_sessions(server, 1.0)
+            else:
+                fault.sessions_killed = proxy.links
+                proxy.cut()
+        finally:
+            ledger.go.set()
+    elif kind == "kill_all":
         fault.sessions_killed = kill_sessions(server, 1.0)
+    elif kind.startswith("kill_before_"):
+        fault.sessions_killed = kill_in_transaction(server, ledger, kind.removeprefix("kill_before_"))
     elif kind == "kill_half":
         fault.sessions_killed = kill_sessions(server, 0.5)
     elif kind == "proxy_cut":
@@ -370,9 +458,9 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
     target: PoolTarget = pool_target({"max_size": MAX_SIZE, "timeout": TIMEOUT}, via=proxy)
     ledger = Ledger()
     faults: list[Fault] = []
-    kinds = itertools.cycle(["kill_all", "proxy_cut", "kill_half"])
+    kinds = itertools.cycle(FAULTS)
     max_pool_size = max_in_use = 0
-    with Clients(target, THREADS, soak_request(ledger), pause=0.002, max_seconds=SOAK_SECONDS + 120.0) as clients:
+    with Clients(target, THREADS, soak_request(ledger), pause=PAUSE, max_seconds=SOAK_SECONDS + 120.0) as clients:
         clients.wait_for_successes(50)
         started = time.monotonic()
         ends = started + SOAK_SECONDS
@@ -386,7 +474,7 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
                 due = restarts and now >= restarts[0]
                 if due:
                     restarts.pop(0)
-                faults.append(inject("restart" if due else next(kinds), private_server, proxy))
+                faults.append(inject("restart" if due else next(kinds), private_server, proxy, ledger, target))
                 next_fault = time.monotonic() + FAULT_EVERY
             time.sleep(0.05)
         last_fault_end = max(f.ended for f in faults)
@@ -404,6 +492,7 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
     lost = acknowledged - (writes & audit)
     failed_but_stored = failed & (writes | audit)
     stray = [o for o in clients.errors() if not during_a_fault(o, faults)]
+    by_fault = errors_by_fault(clients.errors(), faults)
     fault_counts: dict[str, int] = {}
     for fault in faults:
         fault_counts[fault.kind] = fault_counts.get(fault.kind, 0) + 1
@@ -430,7 +519,7 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
         stray_errors=len(stray),
         error_kinds=clients.error_kinds(),
         errors_by_step=ledger.errors_by_step,
-        errors_by_fault=errors_by_fault(clients.errors(), faults),
+        errors_by_fault=by_fault,
         commit_errors=ledger.commit_errors,
         max_request_s=clients.max_duration(),
         recovery_s=recovered_at - last_fault_end,
@@ -440,11 +529,6 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
         resets_failed=stats["resets_failed"],
         rolled_back_at_checkin=stats["returns_rolled_back"],
     )
-    if os.environ.get("DMP_SOAK_DEBUG"):
-        for o in clients.errors():
-            kind = next((f.kind for f in faults if during_a_fault(o, [f])), "none")
-            if kind != "restart":
-                print("DEBUG", kind, o.error)
     assert not ledger.leaks, f"session state leaked into later requests: {ledger.leaks[:10]}"
     assert not lost, f"acknowledged writes lost: {sorted(lost)[:10]}"
     assert not failed_but_stored, f"writes that failed before COMMIT were stored: {sorted(failed_but_stored)[:10]}"
@@ -453,6 +537,9 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
     assert not poison, f"rows of transactions left open at checkin were committed: {sorted(poison)[:10]}"
     assert not pending, f"writes with no outcome: {sorted(pending)[:10]}"
     assert not stray, f"errors away from any fault: {[o.error for o in stray][:5]}"
+    idle_errors = {k: v for k, v in by_fault.items() if k.endswith("_idle")}
+    assert not idle_errors, f"a connection lost while idle reached a caller: {idle_errors}"
+    assert stats["resets_failed"] >= 1, "no reset found a lost connection"
     assert fault_counts.get("restart", 0) >= 1 and len(faults) >= 5, fault_counts
     assert len(acknowledged) >= 100 and ledger.reads >= 100
     assert max_pool_size <= MAX_SIZE
@@ -460,3 +547,25 @@ def test_soak_with_faults_loses_no_acknowledged_write_and_leaks_no_session_state
     assert recovered_at - last_fault_end <= 1.0 + TOLERANCE
     assert stats["connections_in_use"] == 0
     assert stats["pool_size"] <= MAX_SIZE
+
+
+def test_soak_checks_see_every_leak_without_reset(
+    pool_target: PoolTargetFactory, soak_tables: None, quiet_pool_logs: None, figures: Callable[..., None]
+) -> None:
+    """The control: with ``reset: False`` the soak's checks find what the previous checkout left."""
+    target = pool_target({"max_size": 1, "timeout": TIMEOUT, "reset": False})
+    ledger = Ledger()
+    db = target.wrapper()
+    try:
+        check_clean(db, ledger)  # a new connection: clean
+        dirty(db)
+        db.close()
+        check_clean(db, ledger)  # the same connection, not reset
+    finally:
+        db.close()
+    seen = sorted({leak.split(" on ")[0] for leak in ledger.leaks})
+    figures(leaks=len(ledger.leaks), kinds=seen)
+    # Reset or not, the pool rolls an open transaction back at checkin and
+    # Django sets autocommit at every connect().
+    survivors = {"open_transaction", "autocommit"}
+    assert seen == sorted([*(c for c in CHECKED if c not in survivors), "temporary_table", "prepared_statement"])
