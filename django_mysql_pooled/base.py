@@ -46,12 +46,22 @@ _RESET_UNSUPPORTED = (
 )
 
 
-def _open(params: dict[str, Any], plan: SessionPlan, timeout: float | None) -> Any:
-    """Open a new server connection for the pool (called in any thread)."""
+def _open(alias: str, params: dict[str, Any], plan: SessionPlan, timeout: float | None) -> Any:
+    """Open a new server connection for the pool (called in any thread).
+
+    :raises MySQLdb.OperationalError: the driver's error, its message naming
+        the alias and the server it tried (bad credentials, unknown database,
+        nothing listening, not a MySQL server, too many connections).
+    """
     kwargs = dict(params)
     if timeout is not None and "connect_timeout" not in kwargs:
         kwargs["connect_timeout"] = max(1, math.ceil(timeout))
-    conn: Any = MySQLdb.connect(**kwargs)
+    try:
+        conn: Any = MySQLdb.connect(**kwargs)
+    except MySQLdb.OperationalError as exc:
+        where = kwargs.get("unix_socket") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        raise type(exc)(exc.args[0], f"{message} (database {alias!r} at {where})") from exc
     # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
     if conn.encoders.get(bytes) is bytes:
         conn.encoders.pop(bytes)
@@ -143,7 +153,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         params = self.get_connection_params()
         plan = SessionPlan(self.settings_dict["NAME"] or "", params.get("init_command"))
         pool = _DjangoPool(
-            lambda timeout: _open(params, plan, timeout),
+            lambda timeout: _open(self.alias, params, plan, timeout),
             reset=_Resetter(params) if config.reset else _ping,
             close=_close,
             detach=detach_after_fork,

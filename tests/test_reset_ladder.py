@@ -58,7 +58,9 @@ def test_connect_error_reaches_the_caller_and_frees_the_slot(pooled: WrapperFact
     from django.db.utils import OperationalError
 
     db: Any = pooled({"max_size": 1, "timeout": 2}, NAME="dmp_no_such_database")
-    with pytest.raises(OperationalError, match="Unknown database 'dmp_no_such_database'"):
+    with pytest.raises(OperationalError, match="Unknown database 'dmp_no_such_database'") as excinfo:
         db.ensure_connection()
+    assert f"(database {db.alias!r} at " in str(excinfo.value)
+    assert excinfo.value.__cause__ is not None and excinfo.value.__cause__.args[0] == 1049
     stats = db.pool.get_stats()
     assert (stats["pool_size"], stats["connections_errors"], stats["requests_errors"]) == (0, 1, 1)
