@@ -152,8 +152,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             return None
         params = self.get_connection_params()
         plan = SessionPlan(self.settings_dict["NAME"] or "", params.get("init_command"))
+        alias = self.alias  # the pool must not keep this thread's wrapper alive
         pool = _DjangoPool(
-            lambda timeout: _open(self.alias, params, plan, timeout),
+            lambda timeout: _open(alias, params, plan, timeout),
             reset=_Resetter(params) if config.reset else _ping,
             close=_close,
             detach=detach_after_fork,
