@@ -44,7 +44,11 @@ from django_mysql_pooled.pool_state import (
     maintain,
 )
 
-__all__ = ["LIFETIME_JITTER", "ConnectionPool"]
+__all__ = ["LIFETIME_JITTER", "MIN_RESET_TIME", "ConnectionPool"]
+
+#: Seconds a reset is always allowed before the guard may cut it off, however
+#: little of the checkout's ``timeout`` is left.
+MIN_RESET_TIME = 1.0
 
 logger = logging.getLogger("django_mysql_pooled")
 
@@ -326,7 +330,10 @@ class ConnectionPool(PoolState[C]):
             return True
         if self._interrupt is not None:
             with self._lock:
-                entry.reset_deadline, entry.interrupted = deadline, False
+                # Bounded by the checkout's deadline, but never cut shorter than
+                # MIN_RESET_TIME (timeout=0 means "do not queue", not "no reset").
+                entry.reset_deadline = max(deadline, self._clock() + MIN_RESET_TIME)
+                entry.interrupted = False
                 self._resetting[id(entry)] = entry
         started = self._clock()
         try:

@@ -1181,3 +1181,28 @@ def test_a_burst_with_slow_connects_opens_few_connections(real_factory: FakeFact
         assert stats["requests_queued"] >= 20
     finally:
         pool.close()
+
+
+def test_guard_gives_a_reset_at_least_min_reset_time_with_timeout_zero(real_factory: FakeFactory) -> None:
+    interrupted: list[FakeConnection] = []
+
+    def slow_reset(conn: FakeConnection) -> str:
+        time.sleep(0.2)  # longer than the guard's interval, far shorter than MIN_RESET_TIME
+        return "reset_connection"
+
+    pool = ConnectionPool(
+        real_factory.connect,
+        reset=slow_reset,
+        interrupt=interrupted.append,
+        close=real_factory.close,
+        max_size=1,
+        timeout=0,
+        guard_interval=0.01,
+    )
+    try:
+        conn = pool.getconn()
+        pool.putconn(conn)
+        assert pool.getconn() is conn  # timeout=0: "do not queue", the reset still runs to its end
+        assert interrupted == []
+    finally:
+        pool.close()
