@@ -236,18 +236,27 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         """The pending session settings failed: close the connection at checkin."""
         self._setup_broken = True
 
-    def _set_autocommit(self, autocommit: bool) -> None:
+    def flush_pending_setup(self, cursor: Any, *then: str) -> None:
+        """Send the pending session settings, then *then*, in one round trip on the raw *cursor*.
+
+        :raises MySQLdb.Error: a statement failed (the connection is then closed at checkin).
+        """
         setup = self.take_pending_setup()
         if not setup:
+            return
+        try:
+            run_batch(cursor, [*setup, *then])
+        except MySQLdb.Error:
+            self.setup_failed()
+            raise
+
+    def _set_autocommit(self, autocommit: bool) -> None:
+        if not self._pending_setup:
             super()._set_autocommit(autocommit)  # type: ignore[misc]
             return
         # atomic() before any query: one round trip for both.
         with self.wrap_database_errors:
-            try:
-                run_batch(self.connection.cursor(), [*setup, f"SET autocommit = {int(autocommit)}"])
-            except MySQLdb.Error:
-                self.setup_failed()
-                raise
+            self.flush_pending_setup(self.connection.cursor(), f"SET autocommit = {int(autocommit)}")
 
     def _close(self) -> None:
         pool = self._pool_of_connection

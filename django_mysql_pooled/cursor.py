@@ -36,6 +36,8 @@ class PendingSetup(Protocol):
 
     def setup_failed(self) -> None: ...
 
+    def flush_pending_setup(self, cursor: Any, *then: str) -> None: ...
+
 
 def run_batch(cursor: Any, statements: Sequence[str]) -> None:
     """Run *statements* in one round trip on a raw MySQLdb *cursor*, consuming every result."""
@@ -78,18 +80,9 @@ class SetupCursorWrapper(CursorWrapper):
         return cursor.rowcount
 
     def executemany(self, query: str, args: Any) -> Any:
-        self._flush()
+        self.db.flush_pending_setup(self.cursor)
         return super().executemany(query, args)
 
     def callproc(self, procname: str, args: Any = ()) -> Any:
-        self._flush()
+        self.db.flush_pending_setup(self.cursor)
         return self.cursor.callproc(procname, args)
-
-    def _flush(self) -> None:
-        setup = self.db.take_pending_setup()
-        if setup:
-            try:
-                run_batch(self.cursor, setup)
-            except Database.Error:
-                self.db.setup_failed()
-                raise

@@ -76,9 +76,8 @@ def factory(clock: FakeClock) -> Iterator[FakeFactory]:
     assert fake.violations == []
 
 
-@pytest.fixture
-def make(factory: FakeFactory) -> Iterator[MakePool]:
-    """Build pools on the fake factory and fake clock; all closed afterwards."""
+def _pools_on(factory: FakeFactory) -> Iterator[MakePool]:
+    """Build pools on *factory*; all closed afterwards."""
     made: list[Pool] = []
 
     def build(opened: bool = True, **options: Any) -> Pool:
@@ -94,6 +93,12 @@ def make(factory: FakeFactory) -> Iterator[MakePool]:
 
 
 @pytest.fixture
+def make(factory: FakeFactory) -> Iterator[MakePool]:
+    """Build pools on the fake factory and fake clock; all closed afterwards."""
+    yield from _pools_on(factory)
+
+
+@pytest.fixture
 def real_factory() -> Iterator[FakeFactory]:
     fake = FakeFactory()
     yield fake
@@ -103,18 +108,7 @@ def real_factory() -> Iterator[FakeFactory]:
 @pytest.fixture
 def make_real(real_factory: FakeFactory) -> Iterator[MakePool]:
     """Build pools on the real monotonic clock, for tests where threads really wait."""
-    made: list[Pool] = []
-
-    def build(opened: bool = True, **options: Any) -> Pool:
-        pool = real_factory.pool(**options)
-        made.append(pool)
-        if opened:
-            start(pool)
-        return pool
-
-    yield build
-    for pool in made:
-        pool.close()
+    yield from _pools_on(real_factory)
 
 
 def waiting(pool: Pool, count: int) -> None:
