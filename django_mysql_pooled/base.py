@@ -24,29 +24,20 @@ from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.cursor import SetupCursorWrapper, run_batch
 from django_mysql_pooled.features import DatabaseFeatures
 from django_mysql_pooled.pool import ConnectionPool, logger
-from django_mysql_pooled.restore import SessionPlan
+from django_mysql_pooled.restore import SessionRestorer, remember_new_session
 from django_mysql_pooled.session import (
-    METHOD_CHANGE_USER,
-    METHOD_RESET_CONNECTION,
     SERVER_STATUS_IN_TRANS,
-    ResetFailed,
     detach_after_fork,
     interrupt,
     native_client,
+    socket_alive,
 )
 from django_mysql_pooled.stats import publisher_for
 
 __all__ = ["DatabaseWrapper"]
 
-# Server errors meaning "this server or proxy does not implement
-# COM_RESET_CONNECTION": fall back to COM_CHANGE_USER for this pool.
-_RESET_UNSUPPORTED = (
-    1047,  # ER_UNKNOWN_COM_ERROR: unknown command (MySQL < 5.7.3, some proxies)
-    1235,  # ER_NOT_SUPPORTED_YET
-)
 
-
-def _open(alias: str, params: dict[str, Any], plan: SessionPlan, timeout: float | None) -> Any:
+def _open(alias: str, params: dict[str, Any], timeout: float | None) -> Any:
     """Open a new server connection for the pool (called in any thread).
 
     :raises MySQLdb.OperationalError: the driver's error, its message naming
@@ -65,34 +56,8 @@ def _open(alias: str, params: dict[str, Any], plan: SessionPlan, timeout: float 
     # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
     if conn.encoders.get(bytes) is bytes:
         conn.encoders.pop(bytes)
-    try:
-        plan.probe(conn)
-    except BaseException:
-        conn.close()
-        raise
+    remember_new_session(conn)
     return conn
-
-
-class _Resetter:
-    """The pool's ``reset`` callable: the reset ladder for one pool."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-        self.use_reset_connection = native_client().reset_connection is not None
-
-    def __call__(self, conn: Any) -> str:
-        if self.use_reset_connection:
-            try:
-                native_client().reset(conn)
-            except ResetFailed as exc:
-                if exc.args[0] not in _RESET_UNSUPPORTED:
-                    raise
-                self.use_reset_connection = False
-            else:
-                return METHOD_RESET_CONNECTION
-        params = self.params
-        conn.change_user(params.get("user", ""), params.get("password", ""), params.get("database"))
-        return METHOD_CHANGE_USER
 
 
 def _ping(conn: Any) -> str:
@@ -104,6 +69,10 @@ def _close(conn: Any) -> None:
     conn.close()
 
 
+def _shared(wrapper: Any) -> bool:
+    return bool(wrapper.allow_thread_sharing)
+
+
 class _DjangoPool(ConnectionPool[Any]):
     """The pool plus what the Django side needs to know about its sessions."""
 
@@ -111,12 +80,22 @@ class _DjangoPool(ConnectionPool[Any]):
         self,
         *args: Any,
         config: PoolConfig,
-        session_plan: SessionPlan,
+        restorer: SessionRestorer,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.config = config
-        self.session_plan = session_plan
+        #: What every reset restores (Django's isolation level among it).
+        self.restorer = restorer
+
+
+def _placement(config: PoolConfig, restorer: SessionRestorer) -> dict[str, Any]:
+    """The pool's reset and validation callables for ``OPTIONS["pool"]["reset"]``."""
+    if config.reset is False:
+        return {"reset": _ping, "reset_on": "checkout"}  # a ping only (system check W001)
+    if config.reset == "checkout":
+        return {"reset": restorer, "reset_on": "checkout"}
+    return {"reset": restorer, "reset_on": "checkin", "alive": socket_alive, "check": _ping}
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
@@ -128,6 +107,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pool_of_connection: _DjangoPool | None = None
+        #: A new object per checkout: cursors of an earlier checkout compare theirs with it.
+        self.checkout_token: object | None = None
         self._pool_reused = False
         self._pending_setup: list[str] | None = None
         self._setup_broken = False
@@ -150,12 +131,15 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         config = parse_pool_config(self.alias, self.settings_dict)
         if config is None:
             return None
-        params = self.get_connection_params()
-        plan = SessionPlan(self.settings_dict["NAME"] or "", params.get("init_command"))
+        params = self.get_connection_params()  # sets self.isolation_level
+        restorer = SessionRestorer(
+            params, isolation_level=self.isolation_level, autocommit=self.settings_dict["AUTOCOMMIT"]
+        )
         alias = self.alias  # the pool must not keep this thread's wrapper alive
         pool = _DjangoPool(
-            lambda timeout: _open(alias, params, plan, timeout),
-            reset=_Resetter(params) if config.reset else _ping,
+            lambda timeout: _open(alias, params, timeout),
+            **_placement(config, restorer),
+            shared=_shared,
             close=_close,
             detach=detach_after_fork,
             interrupt=interrupt,
@@ -168,7 +152,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             max_idle=config.max_idle,
             leak_timeout=config.leak_timeout,
             config=config,
-            session_plan=plan,
+            restorer=restorer,
         )
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
@@ -195,32 +179,30 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         if pool is None:
             self._pool_of_connection = None
             return super().get_new_connection(conn_params)
-        conn = pool.getconn()
+        conn = pool.getconn(owner=self)
         self._pool_of_connection = pool
+        self.checkout_token = object()
         self._pool_reused = pool.was_reused(conn)
         return conn
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection
-        # Only connect()'s call right after a checkout restores a reset session;
+        # Only connect()'s call right after a checkout finds a restored session;
         # a later call does what the stock backend does.
         reused, self._pool_reused = self._pool_reused, False
         if pool is None or not reused:
             super().init_connection_state()
             return
         BaseDatabaseWrapper.init_connection_state(self)
-        if not pool.config.reset:
-            return  # nothing was reset: Django's settings from the first checkout still hold
-        now, deferrable = pool.session_plan.statements(
-            self.connection,
-            self.isolation_level,
-            self.features.is_sql_auto_is_null_enabled,
-        )
-        if now:
-            with self.wrap_database_errors:
-                run_batch(self.connection.cursor(), now)
-        # Sent with the checkout's first statement (cursor.py): no round trip of its own.
-        self._pending_setup = deferrable or None
+        # The pool's reset restored Django's settings of the wrapper that built
+        # the pool; a copy() whose OPTIONS differ sends the difference with its
+        # first statement (cursor.py): no round trip of its own.
+        if pool.config.reset and self.isolation_level != pool.restorer.isolation_level:
+            if self.isolation_level:
+                level = f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level.upper()}"
+            else:
+                level = f"SET SESSION {'tx_isolation' if self.mysql_is_mariadb else 'transaction_isolation'} = DEFAULT"
+            self._pending_setup = [level]
 
     def create_cursor(self, name: Any = None) -> Any:
         if self._pool_of_connection is None:
@@ -265,22 +247,38 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         conn = self.connection
         self._pool_of_connection = None
         self.connection = None
+        self.checkout_token = None  # cursors of this checkout fail from now on
         self._pending_setup = None
-        broken = self._setup_broken or (self.errors_occurred and not _is_usable(conn))
-        in_transaction = None if broken else _in_transaction(conn)
-        if in_transaction is not False and not broken:
-            # Roll back now so that no lock is held while the connection is idle.
-            try:
-                conn.rollback()
-            except MySQLdb.Error:
-                broken = True
-            else:
-                if in_transaction:
-                    pool.count("returns_rolled_back")
-                    logger.warning("pool %r: rolled back a transaction left open at checkin", self.alias)
-        with self.wrap_database_errors:
-            pool.putconn(conn, broken=broken)
+        broken = self._setup_broken
+        if not broken and pool.resets_on_checkin:
+            # The reset rolls back and releases everything; count what it rolls back.
+            if _in_transaction(conn):
+                pool.count("returns_rolled_back")
+                logger.warning("pool %r: a transaction was left open at checkin; the reset rolls it back", self.alias)
+        elif not broken:
+            broken = self._roll_back_at_checkin(pool, conn)
+        try:
+            with self.wrap_database_errors:
+                pool.putconn(conn, broken=broken, owner=self)
+        except ValueError:  # the pool reclaimed it (its owner looked gone): not ours any more
+            logger.warning("pool %r: a connection returned after the pool had reclaimed it", self.alias)
         return None
+
+    def _roll_back_at_checkin(self, pool: _DjangoPool, conn: Any) -> bool:
+        """Without a reset at checkin: roll back an open transaction now; return whether *conn* is broken."""
+        if self.errors_occurred and not _is_usable(conn):
+            return True
+        in_transaction = _in_transaction(conn)
+        if in_transaction is False:
+            return False
+        try:
+            conn.rollback()  # so that no row lock is held while the connection is idle
+        except MySQLdb.Error:
+            return True
+        if in_transaction:
+            pool.count("returns_rolled_back")
+            logger.warning("pool %r: rolled back a transaction left open at checkin", self.alias)
+        return False
 
     def is_usable(self) -> bool:
         if self.connection is None:  # _close() handed the connection back to the pool

@@ -35,7 +35,8 @@ class PoolConfig:
     max_waiting: int = 0
     max_lifetime: float = 3600.0
     max_idle: float = 600.0
-    reset: bool = True
+    #: ``True`` (reset at checkin), ``"checkout"`` (reset at checkout) or ``False`` (ping only).
+    reset: bool | str = True
     leak_timeout: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,9 +86,18 @@ def _as_number(alias: str, key: str, value: object, *, integer: bool) -> float:
     return number
 
 
+def _as_reset(alias: str, value: object) -> bool | str:
+    if isinstance(value, str) and value.strip().lower() in ("checkin", "checkout"):
+        return True if value.strip().lower() == "checkin" else "checkout"
+    try:
+        return _as_bool(alias, "reset", value)
+    except ImproperlyConfigured:
+        raise _fail(alias, "reset", value, "True (reset at checkin), 'checkout' or False") from None
+
+
 def _coerce(alias: str, key: str, value: object) -> object:
     if key == "reset":
-        return _as_bool(alias, key, value)
+        return _as_reset(alias, value)
     if key == "leak_timeout":
         if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
             return None

@@ -29,8 +29,15 @@ from django.db.backends.mysql.base import CursorWrapper
 __all__ = ["PendingSetup", "SetupCursorWrapper", "run_batch"]
 
 
+#: The stock backend's error for a cursor used after ``connection.close()``
+#: (CR_SERVER_GONE_ERROR: the cursor's connection is closed).
+STALE_CURSOR = 2006
+
+
 class PendingSetup(Protocol):
     """What the cursor needs from the connection wrapper."""
+
+    checkout_token: object | None
 
     def take_pending_setup(self) -> list[str] | None: ...
 
@@ -52,8 +59,25 @@ class SetupCursorWrapper(CursorWrapper):
     def __init__(self, cursor: Any, db: PendingSetup) -> None:
         super().__init__(cursor)
         self.db = db
+        self.token = db.checkout_token
+
+    def _check_checkout(self) -> None:
+        """Fail as the stock backend does when this cursor's checkout has ended.
+
+        The connection may serve another request now: nothing may reach it
+        through a cursor kept past ``connection.close()``.
+
+        :raises MySQLdb.OperationalError: 2006, as a closed connection's cursor.
+        """
+        if self.token is not self.db.checkout_token or self.token is None:
+            raise Database.OperationalError(
+                STALE_CURSOR,
+                "MySQL server has gone away: this cursor's checkout ended (connection.close() "
+                "returned its connection to the pool); open a new cursor",
+            )
 
     def execute(self, query: str, args: Any = None) -> Any:
+        self._check_checkout()
         setup = self.db.take_pending_setup()
         if not setup:
             return super().execute(query, args)
@@ -80,9 +104,22 @@ class SetupCursorWrapper(CursorWrapper):
         return cursor.rowcount
 
     def executemany(self, query: str, args: Any) -> Any:
+        self._check_checkout()
         self.db.flush_pending_setup(self.cursor)
         return super().executemany(query, args)
 
     def callproc(self, procname: str, args: Any = ()) -> Any:
+        self._check_checkout()
         self.db.flush_pending_setup(self.cursor)
         return self.cursor.callproc(procname, args)
+
+    def nextset(self) -> Any:
+        self._check_checkout()
+        return self.cursor.nextset()
+
+    def close(self) -> None:
+        if self.token is not self.db.checkout_token:
+            # Its results were read at checkin; the connection is someone else's now.
+            self.cursor.connection = None
+            return
+        self.cursor.close()

@@ -29,6 +29,7 @@ import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from django_mysql_pooled.errors import PoolClosed, PoolTimeout, TooManyRequests
 from django_mysql_pooled.pool_state import (
@@ -59,8 +60,21 @@ class ConnectionPool(PoolState[C]):
     :param connect: ``connect(timeout)`` opens a connection; *timeout* is the
         seconds left before the checkout's deadline (the pool's ``timeout``
         for a background connect).
-    :param reset: resets a reused connection and returns the method used (a
+    :param reset: resets a used connection and returns the method used (a
         stats key suffix); raises on failure, and the connection is discarded.
+    :param reset_on: ``"checkin"``: reset when the connection is returned
+        (what the checkout left behind is released at once) and validate it
+        at checkout; ``"checkout"``: reset at checkout (the reset is the
+        validation; state lingers while idle).
+    :param alive: with ``reset_on="checkin"``: a zero-round-trip liveness
+        check for a connection returned less than *validation_window*
+        seconds ago (``False``: discard it).
+    :param check: with ``reset_on="checkin"``: a round-trip check (a ping)
+        for a connection idle longer; raises when the connection is unusable.
+    :param validation_window: seconds (HikariCP's ``aliveBypassWindowMs``).
+    :param shared: ``shared(owner)`` says whether an owner may be used by
+        threads other than the one that checked out (a checkout whose thread
+        ended is then not reclaimed while the owner lives).
     :param close: closes a connection (errors are logged, never raised).
     :param detach: drops a connection inherited through ``fork()``.
     :param name: a label for logs, thread names and messages (the alias).
@@ -72,6 +86,11 @@ class ConnectionPool(PoolState[C]):
         connect: Callable[[float | None], C],
         *,
         reset: Callable[[C], str] | None = None,
+        reset_on: str = "checkout",
+        alive: Callable[[C], bool] | None = None,
+        check: Callable[[C], object] | None = None,
+        validation_window: float = 0.5,
+        shared: Callable[[Any], bool] | None = None,
         close: Callable[[C], None],
         detach: Callable[[C], None] | None = None,
         name: str = "default",
@@ -89,12 +108,19 @@ class ConnectionPool(PoolState[C]):
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
+        if reset_on not in ("checkin", "checkout"):
+            raise ValueError(f"reset_on must be 'checkin' or 'checkout', got {reset_on!r}")
         super().__init__(connect, close, name, min_size, max_size, max_lifetime, clock)
         self.timeout, self.max_waiting = timeout, max_waiting
         self.max_idle, self.leak_timeout = max_idle, leak_timeout
         self._reset = reset
+        #: Whether :meth:`putconn` resets (``reset_on="checkin"``).
+        self.resets_on_checkin = reset is not None and reset_on == "checkin"
+        self._alive, self._check = alive, check
+        self.validation_window = validation_window
+        self._shared = shared
         self._detach = detach or close
-        self._interrupt = interrupt if reset is not None else None
+        self._interrupt = interrupt if (reset is not None or check is not None) else None
         self._guard_interval = guard_interval
         self._resetting: dict[int, Entry[C]] = {}  # resets in progress, for the guard
         periods = [p / 2 for p in (max_idle, max_lifetime, leak_timeout or 0.0) if p > 0]
@@ -195,10 +221,14 @@ class ConnectionPool(PoolState[C]):
 
     # -- checkout ---------------------------------------------------------
 
-    def getconn(self, timeout: float | None = None) -> C:
-        """Check a connection out: reset, healthy and owned by the caller alone.
+    def getconn(self, timeout: float | None = None, *, owner: object | None = None) -> C:
+        """Check a connection out: reset since its last use, validated now, owned by the caller alone.
 
         :param timeout: seconds to wait; defaults to the pool's ``timeout``.
+        :param owner: what holds the connection (a Django wrapper), weakly
+            referenced: when it is garbage-collected, or the calling thread
+            ends while it is not ``shared``, without :meth:`putconn`, the
+            pool reclaims the connection (counted in ``leaks_detected``).
         :raises PoolTimeout: no connection within *timeout*.
         :raises TooManyRequests: ``max_waiting`` threads are already waiting.
         :raises PoolClosed: the pool is closed.
@@ -233,6 +263,8 @@ class ConnectionPool(PoolState[C]):
             slot = True
         entry.checked_out_at = self._clock()
         entry.leak_reported = False
+        entry.owner = None if owner is None else weakref.ref(owner)
+        entry.thread = threading.current_thread()
         if self.leak_timeout is not None:
             entry.stack = traceback.extract_stack(sys._getframe(1))  # from the caller on
         with self._lock:
@@ -241,54 +273,65 @@ class ConnectionPool(PoolState[C]):
         return entry.conn
 
     def was_reused(self, conn: C) -> bool:
-        """Whether *conn*, checked out now, was reset (it served an earlier checkout or sat idle)."""
+        """Whether *conn*, checked out now, was reset by the pool (it served an earlier checkout)."""
         entry = self._in_use.get(id(conn))
         return entry is not None and not entry.fresh
 
     def _acquire(self, deadline: float, started: float, wait: float, slot: bool) -> Entry[C] | None:
         """Return an idle entry, or ``None`` when the caller has a slot to open one."""
-        with self._lock:
-            if self._closed:
+        while True:
+            with self._lock:
+                if self._closed:
+                    if slot:
+                        self._nconns -= 1
+                    raise PoolClosed(f"the connection pool for database {self.name!r} is closed")
+                if self._idle:
+                    if slot:
+                        self._release_slot_locked()
+                    return self._idle.pop()
                 if slot:
-                    self._nconns -= 1
-                raise PoolClosed(f"the connection pool for database {self.name!r} is closed")
-            if self._idle:
-                if slot:
-                    self._release_slot_locked()
-                return self._idle.pop()
-            if slot:
-                self._opening += 1
-                return None
-            if self._nconns < self.max_size and self._opening < self.max_connecting:
-                self._nconns += 1
-                self._opening += 1
-                return None
-            if self.max_waiting and len(self._waiters) >= self.max_waiting:
-                self._stats["requests_rejected"] += 1
-                self._stats["requests_errors"] += 1
-                raise TooManyRequests(
-                    f"database {self.name!r}: too many requests waiting for a connection "
-                    f"({len(self._waiters)} waiting, max_waiting={self.max_waiting}); raise "
-                    "OPTIONS['pool']['max_waiting'] or ['max_size']"
-                )
-            waiter = Waiter(self._clock())
-            self._waiters.append(waiter)
-            self._stats["requests_queued"] += 1
-        remaining = deadline - self._clock()
+                    self._opening += 1
+                    return None
+                if self._nconns < self.max_size and self._opening < self.max_connecting:
+                    self._nconns += 1
+                    self._opening += 1
+                    return None
+                abandoned = self._take_abandoned_locked()
+                if not abandoned:
+                    return self._wait_locked_then(deadline, started, wait)
+            self._reclaim(abandoned)  # then try again: they are idle (or their slots free) now
+
+    def _wait_locked_then(self, deadline: float, started: float, wait: float) -> Entry[C] | None:
+        """Queue and wait to be served (called and returning with the lock held; released while waiting)."""
+        if self.max_waiting and len(self._waiters) >= self.max_waiting:
+            self._stats["requests_rejected"] += 1
+            self._stats["requests_errors"] += 1
+            raise TooManyRequests(
+                f"database {self.name!r}: too many requests waiting for a connection "
+                f"({len(self._waiters)} waiting, max_waiting={self.max_waiting}); raise "
+                "OPTIONS['pool']['max_waiting'] or ['max_size']"
+            )
+        waiter = Waiter(self._clock())
+        self._waiters.append(waiter)
+        self._stats["requests_queued"] += 1
+        self._lock.release()
         try:
-            if remaining > 0:
-                waiter.lock.acquire(timeout=remaining)
-        except BaseException:
-            self._abandon(waiter)
-            raise
-        with self._lock:
-            result = waiter.result
-            self._stats["requests_wait_ms"] += (self._clock() - waiter.since) * 1000
-            if result is PENDING:
-                self._waiters.remove(waiter)
-                self._stats["requests_timeouts"] += 1
-                self._stats["requests_errors"] += 1
-                raise PoolTimeout(self._timeout_message(self._clock() - started, wait))
+            remaining = deadline - self._clock()
+            try:
+                if remaining > 0:
+                    waiter.lock.acquire(timeout=remaining)
+            except BaseException:
+                self._abandon(waiter)
+                raise
+        finally:
+            self._lock.acquire()
+        result = waiter.result
+        self._stats["requests_wait_ms"] += (self._clock() - waiter.since) * 1000
+        if result is PENDING:
+            self._waiters.remove(waiter)
+            self._stats["requests_timeouts"] += 1
+            self._stats["requests_errors"] += 1
+            raise PoolTimeout(self._timeout_message(self._clock() - started, wait))
         if result is CLOSED:
             raise PoolClosed(f"the connection pool for database {self.name!r} was closed while waiting")
         return None if result is SLOT else result
@@ -317,35 +360,63 @@ class ConnectionPool(PoolState[C]):
         )
 
     def _usable(self, entry: Entry[C], deadline: float) -> bool | None:
-        """Expire or reset a reused entry; when unusable, close it and keep its slot for the caller.
+        """Validate (or, with ``reset_on="checkout"``, reset) an idle entry for a checkout.
 
-        Returns ``None`` when the reset was still running at *deadline* and the
-        guard cut it off: the entry is closed and its slot released.
+        When unusable it is closed and its slot kept for the caller (``False``);
+        ``None`` when the guard cut a reset or check off at *deadline* (the
+        entry is closed and its slot released).
         """
         if self._clock() >= entry.expires_at:
             self._discard(entry, "closes_lifetime", keep_slot=True)
             return False
-        entry.fresh = False
         if self._reset is None:
+            entry.fresh = False
             return True
+        if not self.resets_on_checkin:
+            entry.fresh = False
+            return self._guarded_call(entry, deadline, self._reset, "reset")
+        # Reset when it was returned (or never used): validate only.
+        if self._check is not None and self._clock() - entry.used_at >= self.validation_window:
+            return self._guarded_call(entry, deadline, self._check, "check")
+        if self._alive is not None and not self._alive(entry.conn):
+            logger.warning("pool %r: discarding an idle connection the server or network closed", self.name)
+            with self._lock:
+                self._stats["checks_failed"] += 1
+                self._stats["connections_lost"] += 1
+            self._discard(entry, "closes_broken", keep_slot=True)
+            return False
+        with self._lock:
+            self._stats["checks_fast"] += 1
+        return True
+
+    def _guarded_call(
+        self, entry: Entry[C], deadline: float, work: Callable[[C], object], kind: str, *, keep_slot: bool = True
+    ) -> bool | None:
+        """Run *work* (a reset or a check) on *entry* under the guard thread's watch.
+
+        Returns ``True`` on success. On failure the entry is closed (its slot
+        kept for the caller when *keep_slot*) and ``False`` returned, or
+        ``None`` when the guard cut the call off at *deadline* (the slot is
+        then released).
+        """
         if self._interrupt is not None:
             with self._lock:
-                # Bounded by the checkout's deadline, but never cut shorter than
-                # MIN_RESET_TIME (timeout=0 means "do not queue", not "no reset").
+                # Bounded by the deadline, but never cut shorter than MIN_RESET_TIME
+                # (timeout=0 means "do not queue", not "no reset").
                 entry.reset_deadline = max(deadline, self._clock() + MIN_RESET_TIME)
                 entry.interrupted = False
                 self._resetting[id(entry)] = entry
         started = self._clock()
         try:
-            method = self._reset(entry.conn)
+            result = work(entry.conn)
         except BaseException as exc:  # any failure means "do not hand out"
-            logger.warning("pool %r: discarding a connection whose reset failed: %r", self.name, exc)
+            logger.warning("pool %r: discarding a connection whose %s failed: %r", self.name, kind, exc)
             with self._lock:
                 self._resetting.pop(id(entry), None)
-                self._stats["resets_failed"] += 1
+                self._stats["resets_failed" if kind == "reset" else "checks_failed"] += 1
                 self._stats["connections_lost"] += 1
             interrupted = not isinstance(exc, Exception)
-            self._discard(entry, "closes_broken", keep_slot=not (interrupted or entry.interrupted))
+            self._discard(entry, "closes_broken", keep_slot=keep_slot and not (interrupted or entry.interrupted))
             if interrupted:
                 raise
             return None if entry.interrupted else False
@@ -353,10 +424,13 @@ class ConnectionPool(PoolState[C]):
         with self._lock:
             self._resetting.pop(id(entry), None)
             if not entry.interrupted:
-                self._stats["resets_num"] += 1
-                self._stats["resets_ms"] += elapsed * 1000
-                key = f"resets_{method}"
-                self._stats[key] = self._stats.get(key, 0) + 1
+                if kind == "reset":
+                    self._stats["resets_num"] += 1
+                    self._stats["resets_ms"] += elapsed * 1000
+                    key = f"resets_{result}"
+                    self._stats[key] = self._stats.get(key, 0) + 1
+                else:
+                    self._stats["checks_ping"] += 1
         if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
             self._discard(entry, "closes_broken")
             return None
@@ -386,24 +460,94 @@ class ConnectionPool(PoolState[C]):
 
     # -- checkin ----------------------------------------------------------
 
-    def putconn(self, conn: C, *, broken: bool = False) -> None:
+    def putconn(self, conn: C, *, broken: bool = False, owner: object | None = None) -> None:
         """Return a connection checked out with :meth:`getconn`.
 
+        With ``reset_on="checkin"`` the connection is reset now, in the
+        calling thread (what the checkout left behind, locks included, is
+        released at once); a failed reset closes it. Never raises for that.
+
         :param broken: close it instead of keeping it (errors made it unusable).
-        :raises ValueError: *conn* is not checked out from this pool.
+        :param owner: the *owner* given to :meth:`getconn`.
+        :raises ValueError: *conn* is not checked out from this pool (by *owner*):
+            e.g. the pool reclaimed it from a thread that had ended.
         """
         now = self._clock()
         with self._lock:
-            entry = self._in_use.pop(id(conn), None)
-            if entry is None:
-                raise ValueError(f"connection {conn!r} is not checked out from pool {self.name!r}")
+            entry = self._in_use.get(id(conn))
+            if entry is None or (owner is not None and (entry.owner is None or entry.owner() is not owner)):
+                raise ValueError(f"connection {conn!r} is not checked out from pool {self.name!r} by {owner!r}")
+            del self._in_use[id(conn)]
             self._stats["usage_ms"] += (now - entry.checked_out_at) * 1000
-            entry.stack = None
+            entry.stack = entry.owner = entry.thread = None
             if broken:
                 self._stats["returns_bad"] += 1
-            elif self._keep_locked(entry, now):
+            elif not self.resets_on_checkin and self._keep_locked(entry, now):
                 return
-        self._discard(entry, "closes_broken" if broken else "closes_lifetime")
+        if broken or not self.resets_on_checkin:
+            self._discard(entry, "closes_broken" if broken else "closes_lifetime")
+        else:
+            self._reset_and_keep(entry)
+
+    def _reset_and_keep(self, entry: Entry[C]) -> None:
+        """Reset a returned entry, then hand it to a waiter or make it idle (closed if that fails)."""
+        if self._closed or self._clock() >= entry.expires_at:
+            self._discard(entry, "closes_lifetime")
+            return
+        reset = self._reset
+        assert reset is not None  # resets_on_checkin
+        if not self._guarded_call(entry, self._clock() + self.timeout, reset, "reset", keep_slot=False):
+            return  # closed, its slot released
+        entry.fresh = False
+        with self._lock:
+            if self._keep_locked(entry, self._clock()):
+                return
+        self._discard(entry, "closes_lifetime")
+
+    def _take_abandoned_locked(self) -> list[Entry[C]]:
+        """Remove and return the checkouts whose owner is gone (call with the lock held).
+
+        Gone: the owner was garbage-collected, or the thread that checked out
+        has ended and the owner is not ``shared`` between threads. No
+        finaliser is involved: this runs in the maintenance thread and before
+        a checkout waits.
+        """
+        found = []
+        for key, entry in list(self._in_use.items()):
+            ref, thread = entry.owner, entry.thread
+            if ref is None:
+                continue  # no owner given: the caller manages the connection itself
+            owner = ref()
+            if owner is not None and (thread is None or thread.is_alive() or self._owner_shared(owner)):
+                continue
+            del self._in_use[key]
+            found.append(entry)
+        return found
+
+    def _owner_shared(self, owner: object) -> bool:
+        return self._shared is not None and self._shared(owner)
+
+    def _reclaim(self, entries: list[Entry[C]]) -> None:
+        """Take back connections whose owner ended without returning them (leaks)."""
+        now = self._clock()
+        for entry in entries:
+            with self._lock:
+                self._stats["returns_reclaimed"] += 1
+                self._stats["usage_ms"] += (now - entry.checked_out_at) * 1000
+                if not entry.leak_reported:
+                    self._stats["leaks_detected"] += 1
+            logger.warning(
+                "pool %r: reclaimed a connection checked out %.1f s ago and never returned: its thread "
+                "ended or its wrapper was garbage-collected without close(); checked out at:\n%s",
+                self.name,
+                now - entry.checked_out_at,
+                "".join(entry.stack.format()) if entry.stack else "(stack not recorded: set leak_timeout)\n",
+            )
+            entry.stack = entry.owner = entry.thread = None
+            if self.resets_on_checkin:
+                self._reset_and_keep(entry)
+            else:  # nothing would release what it holds before the next checkout
+                self._discard(entry, "closes_broken")
 
     # -- background maintenance --------------------------------------------
 
@@ -416,7 +560,11 @@ class ConnectionPool(PoolState[C]):
         self._run_hooks()
 
     def run_maintenance(self) -> None:
-        """Close idle and expired connections, refill ``min_size``, report leaks."""
+        """Reclaim abandoned checkouts, close idle and expired connections, refill ``min_size``, report leaks."""
+        with self._lock:
+            abandoned = [] if self._closed else self._take_abandoned_locked()
+        if abandoned:
+            self._reclaim(abandoned)
         now = self._clock()
         with self._lock:
             if self._closed:

@@ -55,6 +55,10 @@ COUNTERS = (
     "closes_idle",
     "closes_broken",
     "returns_rolled_back",
+    "returns_reclaimed",
+    "checks_fast",
+    "checks_ping",
+    "checks_failed",
     "leaks_detected",
 )
 
@@ -74,8 +78,10 @@ class Entry(Generic[C]):
         "fresh",
         "interrupted",
         "leak_reported",
+        "owner",
         "reset_deadline",
         "stack",
+        "thread",
         "used_at",
     )
 
@@ -90,6 +96,8 @@ class Entry(Generic[C]):
         self.stack: traceback.StackSummary | None = None
         self.reset_deadline = 0.0  # the checkout's deadline while its reset runs
         self.interrupted = False  # the guard cut the reset off at that deadline
+        self.owner: weakref.ref[Any] | None = None  # what checked it out (a Django wrapper)
+        self.thread: threading.Thread | None = None  # the thread that checked it out
 
 
 class Waiter:

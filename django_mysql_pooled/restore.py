@@ -1,166 +1,210 @@
-"""What a checkout must put back after ``COM_RESET_CONNECTION``.
+"""Reset a session and make it exactly what a new connection would be.
 
-The reset restores session variables to the server's globals, but not the
-default schema (``USE other_db`` survives), not the active role (``SET ROLE``
-survives on MariaDB, where ``COM_CHANGE_USER`` keeps it too), and it drops the
-effect of the client's ``init_command``. It also drops what mysqlclient does
-after connecting (``collation`` and ``sql_mode`` connect options), restores the
-character set of the handshake without telling the client library (which
-keeps escaping with whatever ``SET NAMES`` chose before, an SQL injection
-risk with GBK or Big5), and leaves the client's autocommit flag stale.
-:class:`SessionPlan` learns the server's defaults and what a new connection
-looks like once per pool, from the first connection it opens, and builds the
-shortest list of statements that makes a reset connection look exactly like
-a new one to Django; an empty list costs no round trip.
+``COM_RESET_CONNECTION`` restores the server's session variables to the
+current globals, rolls back, drops temporary tables, releases ``GET_LOCK``
+and ``LOCK TABLES`` locks and forgets user variables and prepared
+statements. It leaves three kinds of state untouched:
+
+* on the server: the default schema (``USE other_db`` survives), the active
+  role on MariaDB (``SET ROLE`` survives; ``COM_CHANGE_USER`` keeps it too),
+  and whatever the connection setup did after the handshake (the client's
+  ``init_command``, mysqlclient's ``SET NAMES``/``sql_mode``, Django's session
+  settings);
+* in the client library: MariaDB Connector/C does not parse the reset's OK
+  packet (``mysql_reset_connection()`` in ``libmariadb/mariadb_lib.c``), so
+  the status flags of the previous reply stay: ``NO_BACKSLASH_ESCAPES`` (which
+  decides how ``escape_string()`` quotes, an SQL injection when stale),
+  autocommit and in-transaction; the client's character set stays whatever
+  ``SET NAMES`` or ``set_character_set()`` chose last (the server is back at
+  the handshake's), and so does its idea of the schema.
+
+:class:`SessionRestorer` is the pool's reset callable. After the reset it
+sends **one** batch that sets everything a new connection sets, in a new
+connection's order, whatever the server's globals are now (nothing about the
+server is cached): schema, role, ``init_command``, character set,
+``sql_mode``, Django's session settings, autocommit. The batch's last reply
+carries the server's real status flags, so the client library is right again
+before anything is escaped. A second round trip is spent only when the
+client's character set or schema, or the MariaDB role, still differ. Any
+failure raises, and the pool discards the connection: a half-restored
+session is never handed out.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
-import MySQLdb
+from django_mysql_pooled.session import (
+    METHOD_CHANGE_USER,
+    METHOD_RESET_CONNECTION,
+    ResetFailed,
+    native_client,
+    remember_fd,
+)
 
-from django_mysql_pooled.session import native_client
+__all__ = ["SessionRestorer", "remember_new_session"]
 
-__all__ = ["SessionPlan"]
+# Server errors meaning "this server or proxy does not implement
+# COM_RESET_CONNECTION": fall back to COM_CHANGE_USER for this pool.
+_RESET_UNSUPPORTED = (
+    1047,  # ER_UNKNOWN_COM_ERROR: unknown command (MySQL < 5.7.3, some proxies)
+    1235,  # ER_NOT_SUPPORTED_YET
+)
+
+# The role a new MariaDB session starts with: the user's default role, read
+# now (SET DEFAULT ROLE may have changed it since the pool started).
+_MARIADB_ROLES: Final = (
+    "CURRENT_ROLE(), (SELECT ROLE_NAME FROM information_schema.APPLICABLE_ROLES "
+    "WHERE GRANTEE = CURRENT_USER() AND IS_DEFAULT = 'YES' LIMIT 1)"
+)
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
+    """Quote an identifier with backticks (no backslash escapes: safe in every ``sql_mode``)."""
     return "`" + name.replace("`", "``") + "`"
 
 
-def _quote_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def _hex_literal(value: str) -> str:
+    """A string literal that reads the same with or without ``NO_BACKSLASH_ESCAPES``/``ANSI_QUOTES``."""
+    return "X'" + value.encode().hex() + "'" if value else "''"
 
 
-class SessionPlan:
-    """Per-pool knowledge of the server's session defaults.
+def remember_new_session(conn: Any) -> None:
+    """Record, on a connection just opened, what its client side looks like new.
 
-    :param database: the schema configured in ``NAME`` (``""`` for none).
-    :param init_command: ``OPTIONS["init_command"]`` or ``None``.
+    The character set and Python encoding mysqlclient chose at connect time
+    are put back by :class:`SessionRestorer` if a checkout changed them.
+    """
+    conn._dmp_charset = conn.character_set_name()
+    conn._dmp_encoding = conn.encoding
+    remember_fd(conn)
+
+
+class SessionRestorer:
+    """The pool's ``reset`` callable: reset *conn*, then make it look new.
+
+    :param params: the ``MySQLdb.connect()`` keyword arguments of the pool
+        (``database``, ``user``, ``password``, ``init_command``, ``collation``,
+        ``sql_mode``, ``charset``...).
+    :param isolation_level: Django's isolation level (``"read committed"``) or
+        ``None``.
+    :param autocommit: Django's ``AUTOCOMMIT`` setting.
     """
 
-    def __init__(self, database: str, init_command: str | None) -> None:
-        self.database = database
-        self.init_command = init_command
-        self._lock = threading.Lock()
-        self.probed = False
-        self.is_mariadb = False
-        self.global_isolation: str | None = None
-        self.global_autocommit = True
-        # Whether the client library learns of USE (session_track_schema); without
-        # it the client's idea of the schema is stale and USE is always sent. A
-        # checkout that turns tracking off for itself before a USE is not noticed.
-        self.schema_tracked = True
-        # A new connection as mysqlclient and init_command leave it:
-        self.charset = ""  # the client library's character set
-        self.encoding = ""  # mysqlclient's Python-side encoding
-        self.collation = ""  # @@collation_connection
-        self.reset_collation = ""  # what COM_RESET_CONNECTION restores (the handshake's)
-        self.sql_mode: str | None = None  # @@sql_mode when it differs from the global one
-        self.roles_possible = True
-        self.initial_role: str | None = None
+    def __init__(self, params: Mapping[str, Any], *, isolation_level: str | None, autocommit: bool) -> None:
+        self.params = dict(params)
+        self.database: str = self.params.get("database") or self.params.get("db") or ""
+        self.isolation_level = isolation_level
+        self.autocommit = autocommit
+        self.use_reset_connection = native_client().reset_connection is not None
+        self._statements = self._setup_statements()
 
-    def probe(self, conn: Any) -> None:
-        """Read the server's defaults from a connection opened for this pool (once)."""
-        if self.probed:
-            return
-        with self._lock:
-            if self.probed:
-                return
-            info = conn.get_server_info()
-            self.is_mariadb = "mariadb" in info.lower()
-            variable = "tx_isolation" if self.is_mariadb else "transaction_isolation"
-            cursor = conn.cursor()
-            try:
-                cursor.execute(
-                    f"SELECT @@GLOBAL.{variable}, @@GLOBAL.autocommit, @@SESSION.collation_connection, "
-                    "@@SESSION.sql_mode, @@GLOBAL.sql_mode, @@GLOBAL.session_track_schema"
-                )
-                level, autocommit, self.collation, sql_mode, global_sql_mode, tracked = cursor.fetchone()
-                self.schema_tracked = bool(tracked)
-                self.global_isolation = str(level).replace("-", " ").lower()
-                self.global_autocommit = bool(autocommit)
-                self.sql_mode = None if sql_mode == global_sql_mode else sql_mode
-                self.charset = conn.character_set_name()
-                self.encoding = conn.encoding
-                self.reset_collation = conn.get_character_set_info()["collation"]
-                self._probe_roles(cursor)
-            finally:
-                cursor.close()
-            self.probed = True
+    def _setup_statements(self) -> list[str]:
+        """What a new connection runs after the handshake, in its order.
 
-    def _probe_roles(self, cursor: Any) -> None:
-        try:
-            cursor.execute("SELECT COUNT(*) FROM information_schema.APPLICABLE_ROLES")
-            self.roles_possible = cursor.fetchone()[0] > 0
-            if self.roles_possible and self.is_mariadb:
-                cursor.execute("SELECT CURRENT_ROLE()")
-                self.initial_role = cursor.fetchone()[0]
-        except MySQLdb.Error:  # pragma: no cover - servers without roles
-            self.roles_possible = False
-
-    def statements(self, conn: Any, isolation_level: str | None, auto_is_null: bool) -> tuple[list[str], list[str]]:
-        """Return what to run on a reset connection so that it looks new.
-
-        Returns ``(now, deferrable)``: ``now`` restores what a new connection
-        has before Django sees it (schema, role, ``init_command``, character
-        set, ``sql_mode``, autocommit) and is sent at checkout; ``deferrable``
-        holds Django's own session settings (``SQL_AUTO_IS_NULL``, the
-        isolation level), one statement each, which the backend sends in the
-        same packet as the checkout's first statement. With an
-        ``init_command`` everything is in ``now``, in a new connection's order
-        (Django's settings come after it).
-
-        :param isolation_level: Django's configured level (``"read committed"``)
-            or ``None``.
-        :param auto_is_null: whether Django wants ``SET SQL_AUTO_IS_NULL = 0``.
-
-        Called after Django's ``set_autocommit()``. Statements follow the order
-        of a new connection: schema and role (handshake), ``init_command``,
-        mysqlclient's ``SET NAMES`` and ``sql_mode``, then Django's settings.
+        ``init_command`` (the client library), then mysqlclient's
+        ``set_character_set()`` and ``sql_mode``, then Django's
+        ``init_connection_state()`` and ``set_autocommit()``.
         """
+        params = self.params
         statements = []
-        if self.database:
-            current = native_client().schema(conn) if self.schema_tracked else None
-            if current != self.database:
-                statements.append(f"USE {_quote(self.database)}")
-        if self.roles_possible:
-            if not self.is_mariadb:
-                statements.append("SET ROLE DEFAULT")
-            elif self.initial_role:
-                statements.append(f"SET ROLE {_quote_string(self.initial_role)}")
-            else:
-                statements.append("SET ROLE NONE")
-        if self.init_command:
-            statements.append(self.init_command)
-        if self._restore_client_charset(conn) or self.init_command or self.collation != self.reset_collation:
-            statements.append(f"SET NAMES {self.charset} COLLATE {self.collation}")
-        if self.sql_mode is not None:
-            statements.append(f"SET SESSION sql_mode = {_quote_string(self.sql_mode)}")
-        # The reset does not update the client's status flags, so mysqlclient may
-        # have skipped Django's SET autocommit: its flag now says what Django wants.
-        autocommit = bool(conn.get_autocommit())
-        if self.init_command or autocommit != self.global_autocommit:
-            statements.append(f"SET autocommit = {int(autocommit)}")
-        django = []
-        if auto_is_null:
-            django.append("SET SQL_AUTO_IS_NULL = 0")
-        if isolation_level and (self.init_command or isolation_level.lower() != self.global_isolation):
-            django.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation_level.upper()}")
-        if self.init_command:
-            return statements + django, []
-        return statements, django
+        if params.get("init_command"):
+            statements.append(str(params["init_command"]))
+        charset, collation = params.get("charset"), params.get("collation")
+        if charset:
+            statements.append(f"SET NAMES {charset}" + (f" COLLATE {collation}" if collation else ""))
+        if params.get("sql_mode"):
+            statements.append(f"SET SESSION sql_mode = {_hex_literal(str(params['sql_mode']))}")
+        # Django sets SQL_AUTO_IS_NULL = 0 when the server enables it; 0 either way.
+        statements.append("SET SQL_AUTO_IS_NULL = 0")
+        if self.isolation_level:
+            statements.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level.upper()}")
+        return statements
 
-    def _restore_client_charset(self, conn: Any) -> bool:
-        """Point the client library back at a new connection's character set.
+    def __call__(self, conn: Any) -> str:
+        """Reset *conn* and restore a new connection's session; return the method used.
 
-        ``SET NAMES`` (tracked by MariaDB Connector/C) and ``set_character_set()``
-        change the client's character set; the reset restores only the
-        server's. Returns whether it had to (the collation then needs setting).
+        :raises MySQLdb.Error: the reset or the restore failed (the pool
+            discards the connection).
         """
-        if conn.character_set_name() == self.charset and conn.encoding == self.encoding:
-            return False
-        conn.set_character_set(self.charset)  # sends SET NAMES: one round trip, rare
-        return True
+        _discard_pending_results(conn)
+        method = self._reset(conn)
+        self.restore(conn)
+        return method
+
+    def _reset(self, conn: Any) -> str:
+        if self.use_reset_connection:
+            try:
+                native_client().reset(conn)
+            except ResetFailed as exc:
+                if exc.args[0] not in _RESET_UNSUPPORTED:
+                    raise
+                self.use_reset_connection = False
+            else:
+                return METHOD_RESET_CONNECTION
+        params = self.params
+        conn.change_user(params.get("user", ""), params.get("password", ""), self.database or None)
+        return METHOD_CHANGE_USER
+
+    def restore(self, conn: Any) -> None:
+        """Make a reset session look new, server side and client side.
+
+        :raises MySQLdb.Error: a statement failed; :class:`ResetFailed` when
+            the session cannot be made new (a schema selected on a pool
+            without ``NAME``).
+        """
+        if conn.character_set_name() != conn._dmp_charset or conn.encoding != conn._dmp_encoding:
+            conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
+        mariadb = "mariadb" in conn.get_server_info().lower()
+        statements = [f"USE {quote_name(self.database)}"] if self.database else []
+        if not mariadb and _mysql_has_roles(conn):
+            statements.append("SET ROLE DEFAULT")
+        setup = [*self._statements, f"SET autocommit = {int(self.autocommit)}"]
+        tail = ["SELECT DATABASE()" + (", " + _MARIADB_ROLES if mariadb else "")]
+        row = _run(conn, [*statements, *setup, *tail])
+        if not self.database and row[0] is not None:
+            raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
+        if mariadb and row[1] != row[2]:
+            # SET ROLE survives the reset: activate the default role, then run the
+            # setup again so that it runs under the role a new connection has.
+            role = "NONE" if row[2] is None else quote_name(row[2])
+            _run(conn, [f"SET ROLE {role}", *setup, "SELECT 1"])
+        schema = native_client().schema(conn)
+        if self.database and schema is not None and schema != self.database:
+            conn.select_db(self.database)  # session_track_schema is off: tell the client library
+
+
+def _mysql_has_roles(conn: Any) -> bool:
+    """MySQL has roles from 8.0 on (``SET ROLE DEFAULT``)."""
+    version = conn.get_server_info().split("-")[0].split(".")
+    try:
+        return int(version[0]) >= 8
+    except (ValueError, IndexError):  # pragma: no cover - an unknown server string
+        return False
+
+
+def _run(conn: Any, statements: list[str]) -> tuple[Any, ...]:
+    """Run *statements* in one round trip; return the last one's first row."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute("; ".join(statements))
+        row = cursor.fetchone()
+        while cursor.nextset():
+            row = cursor.fetchone()
+        return tuple(row or ())
+    finally:
+        cursor.close()
+
+
+def _discard_pending_results(conn: Any) -> None:
+    """Read what a checkout left unread (the rest of a multi-statement), as a cursor's ``close()`` does.
+
+    ``mysql_reset_connection()`` would otherwise take the next result set
+    for its own reply, and the session would be out of step.
+
+    :raises MySQLdb.Error: an unbuffered result is still open ("commands out
+        of sync"): the connection is discarded.
+    """
+    while conn.next_result() == 0:
+        conn.discard_result()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import socket
 import threading
 from typing import Any, Final
@@ -33,7 +34,9 @@ import MySQLdb
 from MySQLdb import _mysql
 
 __all__ = [
+    "SERVER_STATUS_NO_BACKSLASH_ESCAPES",
     "interrupt",
+    "socket_alive",
     "METHOD_CHANGE_USER",
     "METHOD_RECONNECT",
     "METHOD_RESET_CONNECTION",
@@ -55,6 +58,8 @@ _MARIADB_CONNECTION_SERVER_STATUS = 30
 # Server status flags (mysql_com.h).
 SERVER_STATUS_IN_TRANS: Final = 0x0001
 SERVER_STATUS_AUTOCOMMIT: Final = 0x0002
+SERVER_MORE_RESULTS_EXIST: Final = 0x0008
+SERVER_STATUS_NO_BACKSLASH_ESCAPES: Final = 0x0200
 
 
 class ResetFailed(MySQLdb.OperationalError):
@@ -163,9 +168,8 @@ def detach_after_fork(conn: Any) -> None:
     ``shutdown()``) go nowhere, and the child's copy of the socket is then
     released without affecting the parent's.
     """
-    try:
-        fd = conn.fileno()
-    except MySQLdb.Error:
+    fd = _fd(conn)  # fileno() may refuse: a parent's thread may have been inside a call
+    if fd is None:
         return
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
@@ -184,10 +188,13 @@ def interrupt(conn: Any) -> None:
     connection is discarded. ``shutdown()`` on a duplicate of the descriptor
     acts on the shared socket; the connection's own descriptor stays open, so
     no other file can take its number before the connection is closed.
+
+    The descriptor recorded when the connection was opened is used: mysqlclient
+    2.3 refuses ``fileno()`` while another thread runs a call on the connection
+    (``ProgrammingError``), which is exactly when this is needed.
     """
-    try:
-        fd = conn.fileno()
-    except MySQLdb.Error:
+    fd = _fd(conn)
+    if fd is None:
         return
     sock = socket.socket(fileno=os.dup(fd))
     try:
@@ -195,3 +202,36 @@ def interrupt(conn: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     finally:
         sock.close()
+
+
+def socket_alive(conn: Any) -> bool:
+    """Whether *conn*'s socket looks usable, without a round trip.
+
+    An idle connection that was reset has nothing to read: readable data, an
+    end of file or an error on its socket means the server closed the session
+    (``KILL``, ``wait_timeout``, a restart: the server sends an error packet
+    and closes) or the network reset the link. One ``poll()`` with a zero
+    timeout, the check HikariCP and MariaDB Connector/J do instead of a ping
+    for a connection used moments ago.
+    """
+    fd = _fd(conn)
+    if fd is None:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
+
+
+def remember_fd(conn: Any) -> None:
+    """Record *conn*'s socket descriptor (call right after connecting)."""
+    conn._dmp_fd = conn.fileno()
+
+
+def _fd(conn: Any) -> int | None:
+    fd: int | None = getattr(conn, "_dmp_fd", None)
+    if fd is not None:
+        return fd
+    try:
+        return int(conn.fileno())
+    except MySQLdb.Error:
+        return None

@@ -61,7 +61,7 @@ def test_leak_timeout_none(value: Any) -> None:
         ({"timeout": -0.5}, "['timeout'] = -0.5 is invalid: it must be a number of seconds >= 0"),
         ({"timeout": "nan"}, "['timeout'] = 'nan' is invalid"),
         ({"timeout": [1]}, "['timeout'] = [1] is invalid"),
-        ({"reset": "maybe"}, "['reset'] = 'maybe' is invalid: it must be True or False"),
+        ({"reset": "maybe"}, "['reset'] = 'maybe' is invalid: it must be True (reset at checkin), 'checkout' or False"),
         ({"reset": 2}, "['reset'] = 2 is invalid"),
         ({"leak_timeout": 0}, "['leak_timeout'] = 0 is invalid: it must be None or a number of seconds > 0"),
         ({"min_size": 5, "max_size": 2}, "min_size=5 is larger than max_size=2"),

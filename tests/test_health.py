@@ -1,8 +1,9 @@
 """Health: a connection the server dropped is never handed out, and none goes idle inside a transaction.
 
-The reset at checkout doubles as the health check: a pooled connection that
-the server killed or timed out must be replaced without the caller seeing an
-error. A connection returned inside a transaction must be rolled back at
+The reset runs at checkin and the checkout validates (a zero-round-trip
+socket check, or a ping after the validation window): a pooled connection
+that the server killed or timed out must be replaced without the caller
+seeing an error. A connection returned inside a transaction must be rolled back at
 checkin, so that it holds no row locks while it waits idle in the pool.
 """
 
@@ -60,11 +61,15 @@ def admin_error(admin: Any, sql: str) -> int | None:
 
 
 def assert_replaced(db: Any, victim: int) -> None:
-    """The next checkout works, on a new connection, and the pool counted the loss."""
+    """The next checkout works, on a new connection, and the pool counted the loss.
+
+    The checkout's validation finds it (the reset ran at checkin, when it was alive).
+    """
     replacement = connection_id(db)  # no error reaches the caller
     assert replacement != victim
     stats = db.pool.get_stats()
-    assert (stats["resets_failed"], stats["connections_lost"], stats["closes_broken"]) == (1, 1, 1)
+    assert (stats["checks_failed"], stats["connections_lost"], stats["closes_broken"]) == (1, 1, 1)
+    assert stats["resets_failed"] == 0
     assert (stats["connections_num"], stats["requests_num"], stats["requests_errors"]) == (2, 2, 0)
 
 
@@ -77,20 +82,31 @@ def test_killed_connection_is_replaced(pooled: WrapperFactory, admin: Any) -> No
     assert_replaced(db, victim)
 
 
-@pytest.mark.parametrize("how", ["set_in_checkout", "init_command"])
-def test_connection_dropped_by_wait_timeout_is_replaced(pooled: WrapperFactory, admin: Any, how: str) -> None:
-    # The reset restores wait_timeout to the global value, but only at the
-    # next checkout: while idle in the pool the session keeps wait_timeout=1.
-    init = {"init_command": "SET SESSION wait_timeout = 1"} if how == "init_command" else {}
-    db: Any = pooled({"max_size": 1}, OPTIONS=init)
-    if how == "set_in_checkout":
-        execute(db, "SET SESSION wait_timeout = 1")
+def test_connection_dropped_by_wait_timeout_is_replaced(pooled: WrapperFactory, admin: Any) -> None:
+    # init_command sets wait_timeout = 1 again after every reset: the idle
+    # session is dropped by the server about a second after its checkin.
+    db: Any = pooled({"max_size": 1}, OPTIONS={"init_command": "SET SESSION wait_timeout = 1"})
     assert scalar(db, "SELECT @@SESSION.wait_timeout") == 1
     victim = connection_id(db)
     db.close()
     assert alive(admin, victim)
     wait_until_gone(admin, victim)  # about one second
     assert_replaced(db, victim)
+
+
+@pytest.mark.parametrize(("reset", "dropped"), [(True, False), ("checkout", True)])
+def test_wait_timeout_set_by_a_checkout_ends_at_its_checkin(
+    pooled: WrapperFactory, admin: Any, reset: object, dropped: bool
+) -> None:
+    # Reset at checkin: the session's wait_timeout is the global one again while
+    # idle. Reset at checkout: the idle session keeps wait_timeout=1 and is dropped.
+    db: Any = pooled({"max_size": 1, "reset": reset})
+    execute(db, "SET SESSION wait_timeout = 1")
+    victim = connection_id(db)
+    db.close()
+    time.sleep(2.5)
+    assert alive(admin, victim) is not dropped
+    assert (connection_id(db) == victim) is not dropped
 
 
 @pytest.fixture

@@ -342,28 +342,3 @@ def test_connection_created_sent_on_every_checkout(pooled: WrapperFactory) -> No
         connection_created.disconnect(receiver)
     assert len(seen) == 3
     assert len(set(seen)) == 1, "the same server connection every time"
-
-
-# COM_RESET_CONNECTION zeroes the session status counters: right after a
-# checkout they count what the checkout sent, plus the SHOW itself in Questions
-# (each statement of a batch counts). MariaDB 10.11: a new connection has sent 7
-# statements by then (SET NAMES, SET autocommit=0 and =1, the pool's two probe
-# SELECTs, Django's server-data SELECT, the isolation level); a reused one 1
-# (default "read committed") or none (the server's own level).
-STATUS = "SHOW SESSION STATUS WHERE Variable_name IN ('Questions', 'Com_set_option')"
-
-
-@pytest.mark.parametrize("level", ["read uncommitted", "read committed", "repeatable read", "serializable"])
-def test_reset_sends_only_needed_statements(pooled: WrapperFactory, admin: Any, level: str) -> None:
-    if scalar(admin, "SELECT COUNT(*) FROM information_schema.APPLICABLE_ROLES"):
-        pytest.skip("this account has roles: every checkout must also send SET ROLE")
-    db: Any = pooled({"max_size": 1}, OPTIONS={"isolation_level": level})
-    first = connection_id(db)
-    variable = "tx_isolation" if db.mysql_is_mariadb else "transaction_isolation"
-    server_level = str(scalar(db, f"SELECT @@GLOBAL.{variable}")).replace("-", " ").lower()
-    needed = 0 if level == server_level else 1  # SET SESSION TRANSACTION ISOLATION LEVEL
-    db.close()
-    db.ensure_connection()
-    status = dict(query(db, STATUS))
-    assert connection_id(db) == first
-    assert (int(status["Questions"]), int(status["Com_set_option"])) == (needed + 1, needed)

@@ -15,12 +15,13 @@ def query(db: Any, sql: str) -> Any:
         return cursor.fetchone()
 
 
-def test_change_user_rung_resets_the_session(pooled: WrapperFactory) -> None:
-    db: Any = pooled({"max_size": 1})
+@pytest.mark.parametrize("reset", [True, "checkout"])
+def test_change_user_rung_resets_the_session(pooled: WrapperFactory, reset: object) -> None:
+    db: Any = pooled({"max_size": 1, "reset": reset})
     first = query(db, "SELECT CONNECTION_ID()")
     query(db, "SET @leak = 1")
+    db.pool.restorer.use_reset_connection = False  # as after a 1047 from a proxy
     db.close()
-    db.pool._reset.use_reset_connection = False  # as after a 1047 from a proxy
     assert query(db, "SELECT CONNECTION_ID(), @leak, DATABASE(), @@SESSION.tx_isolation") == (
         first[0],
         None,
@@ -29,20 +30,32 @@ def test_change_user_rung_resets_the_session(pooled: WrapperFactory) -> None:
     )
     db.close()
     stats = db.pool.get_stats()
-    assert (stats["resets_change_user"], stats["resets_reset_connection"]) == (1, 0)
+    resets = 2 if reset is True else 1  # at each of the two checkins, or at the one reused checkout
+    assert (stats["resets_change_user"], stats["resets_reset_connection"]) == (resets, 0)
 
 
 def test_reconnect_rung_after_change_user_fails(pooled: WrapperFactory, admin: Any) -> None:
-    db: Any = pooled({"max_size": 1})
+    db: Any = pooled({"max_size": 1, "reset": "checkout"})
     first = query(db, "SELECT CONNECTION_ID()")[0]
     db.close()
-    db.pool._reset.use_reset_connection = False
+    db.pool.restorer.use_reset_connection = False
     admin.cursor().execute(f"KILL CONNECTION {first}")
     second = query(db, "SELECT CONNECTION_ID()")[0]
     db.close()
     assert second != first
     stats = db.pool.get_stats()
     assert (stats["resets_failed"], stats["resets_reconnect"]) == (1, 1)
+
+
+def test_failed_reset_at_checkin_closes_the_connection(pooled: WrapperFactory, admin: Any) -> None:
+    db: Any = pooled({"max_size": 1})
+    first = query(db, "SELECT CONNECTION_ID()")[0]
+    db.pool.restorer.use_reset_connection = False
+    admin.cursor().execute(f"KILL CONNECTION {first}")
+    db.close()  # change_user fails: the connection is closed, never pooled
+    stats = db.pool.get_stats()
+    assert (stats["resets_failed"], stats["closes_broken"], stats["pool_size"]) == (1, 1, 0)
+    assert query(db, "SELECT CONNECTION_ID()")[0] != first
 
 
 def test_reset_false_only_pings_and_leaks(pooled: WrapperFactory) -> None:

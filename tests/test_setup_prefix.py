@@ -1,7 +1,10 @@
-"""Django's session settings ride on the checkout's first statement (cursor.py).
+"""Session settings that differ from the pool's ride on the checkout's first statement (cursor.py).
 
-Round trips are counted on the client: every statement mysqlclient sends goes
-through ``Connection.query``; the reset goes through the native handle.
+The pool's reset (at checkin) restores Django's settings of the wrapper that
+built the pool; a wrapper whose ``OPTIONS`` differ (``connection.copy()`` with
+another isolation level) sends the difference in the same packet as its first
+statement. Round trips are counted on the client: every statement mysqlclient
+sends goes through ``Connection.query``.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ class QueryCounter:
 
 @pytest.fixture
 def db(pooled: WrapperFactory) -> Iterator[Any]:
-    """A one-connection pool already used once, so the next checkout is a reset one."""
+    """A one-connection pool already used once, and a wrapper of it that wants another isolation level."""
     wrapper: Any = pooled({"max_size": 1}, OPTIONS={"isolation_level": "read committed"})
     wrapper.ensure_connection()
     wrapper.close()
+    wrapper.settings_dict["OPTIONS"]["isolation_level"] = "serializable"
     yield wrapper
 
 
@@ -55,9 +59,9 @@ def scalar(db: Any, sql: str, params: Any = None) -> Any:
 
 def test_first_query_carries_the_setup_in_one_round_trip(db: Any) -> None:
     counter = checkout(db)
-    assert scalar(db, f"SELECT {LEVEL}") == "READ-COMMITTED"
+    assert scalar(db, f"SELECT {LEVEL}") == "SERIALIZABLE"
     assert len(counter.sent) == 1
-    assert counter.sent[0].startswith(b"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SELECT")
+    assert counter.sent[0].startswith(b"SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT")
     assert scalar(db, "SELECT 1") == 1
     assert len(counter.sent) == 2 and counter.sent[1] == b"SELECT 1"  # sent once only
 
@@ -65,7 +69,7 @@ def test_first_query_carries_the_setup_in_one_round_trip(db: Any) -> None:
 def test_prefix_with_parameters_and_percent_signs(db: Any) -> None:
     checkout(db)
     assert scalar(db, "SELECT CONCAT(%s, '%%')", ["50"]) == "50%"
-    assert scalar(db, f"SELECT {LEVEL}") == "READ-COMMITTED"
+    assert scalar(db, f"SELECT {LEVEL}") == "SERIALIZABLE"
 
 
 def test_last_executed_query_hides_the_prefix(db: Any) -> None:
@@ -96,11 +100,11 @@ def test_rowcount_and_lastrowid_are_the_statements_own(db: Any) -> None:
 def test_atomic_first_sends_setup_with_autocommit(db: Any) -> None:
     counter = checkout(db)
     db.set_autocommit(False)  # what atomic() does first on entering its outermost block
-    assert scalar(db, f"SELECT {LEVEL}") == "READ-COMMITTED"
+    assert scalar(db, f"SELECT {LEVEL}") == "SERIALIZABLE"
     assert scalar(db, "SELECT @@autocommit") == 0
     db.commit()
     db.set_autocommit(True)
-    assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET autocommit = 0"
+    assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET autocommit = 0"
     assert scalar(db, "SELECT @@autocommit") == 1
 
 
@@ -119,8 +123,8 @@ def test_executemany_first_flushes_the_setup(db: Any) -> None:
     counter = checkout(db)
     with db.cursor() as cursor:
         cursor.executemany("SELECT %s", [(1,), (2,)])
-    assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-    assert scalar(db, f"SELECT {LEVEL}") == "READ-COMMITTED"
+    assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    assert scalar(db, f"SELECT {LEVEL}") == "SERIALIZABLE"
 
 
 def test_callproc_first_flushes_the_setup(db: Any) -> None:
@@ -131,8 +135,8 @@ def test_callproc_first_flushes_the_setup(db: Any) -> None:
     try:
         with db.cursor() as cursor:
             cursor.callproc("prefix_level")
-            assert cursor.fetchone()[0] == "READ-COMMITTED"
-        assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+            assert cursor.fetchone()[0] == "SERIALIZABLE"
+        assert counter.sent[0] == b"SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"
     finally:
         with db.cursor() as cursor:
             cursor.execute("DROP PROCEDURE prefix_level")
@@ -142,7 +146,7 @@ def test_error_in_the_statement_keeps_the_setup_and_the_connection(db: Any) -> N
     checkout(db)
     with pytest.raises(ProgrammingError), db.cursor() as cursor:
         cursor.execute("SELECT * FROM no_such_table_here")
-    assert scalar(db, f"SELECT {LEVEL}") == "READ-COMMITTED"
+    assert scalar(db, f"SELECT {LEVEL}") == "SERIALIZABLE"
     db.close()
     assert db.pool.get_stats()["closes_broken"] == 0
 
@@ -171,12 +175,11 @@ def test_error_in_the_prefix_breaks_the_connection(db: Any) -> None:
     assert scalar(db, "SELECT CONNECTION_ID()") != connection_id
 
 
-def test_no_pending_setup_when_the_level_is_the_servers(pooled: WrapperFactory) -> None:
+def test_no_round_trip_before_the_first_query_when_nothing_differs(pooled: WrapperFactory) -> None:
     wrapper: Any = pooled({"max_size": 1}, OPTIONS={"isolation_level": "repeatable read"})
-    global_level = scalar(wrapper, "SELECT @@GLOBAL.tx_isolation")
+    assert scalar(wrapper, "SELECT @@SESSION.tx_isolation") == "REPEATABLE-READ"
     wrapper.close()
-    if global_level != "REPEATABLE-READ":
-        pytest.skip(f"the server's global level is {global_level}")
     counter = checkout(wrapper)
-    assert scalar(wrapper, "SELECT 1") == 1
-    assert counter.sent == [b"SELECT 1"]
+    assert scalar(wrapper, "SELECT @@SESSION.tx_isolation") == "REPEATABLE-READ"
+    assert counter.sent == [b"SELECT @@SESSION.tx_isolation"]
+    assert wrapper.pool.get_stats()["checks_fast"] == 1

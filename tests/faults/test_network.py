@@ -115,14 +115,20 @@ def test_mute_network_bounds_a_new_connection(
     assert target.stats()["pool_size"] == 0
 
 
+@pytest.mark.parametrize("reset", ["checkout", True])
 def test_mute_network_bounds_the_reset_of_an_idle_connection(
-    proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None]
+    proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None], reset: object
 ) -> None:
-    """A pooled session whose network stalls: the checkout must still end within ``timeout``."""
-    target = pool_target({"max_size": 1, "timeout": TIMEOUT}, via=proxy)
+    """A pooled session whose network stalls: the checkout must still end within ``timeout``.
+
+    ``reset="checkout"``: the reset stalls. Reset at checkin: the connection sat
+    idle past the validation window, so the checkout pings it, and the ping stalls.
+    """
+    target = pool_target({"max_size": 1, "timeout": TIMEOUT, "reset": reset}, via=proxy)
     db = target.wrapper()
     select_one(db, 0, 0)
-    db.close()  # one idle connection, about to be reset by the next checkout
+    db.close()  # one idle connection, about to be reset (or pinged) by the next checkout
+    time.sleep(target.pool.validation_window)
     outcome: list[str] = []
 
     def checkout() -> None:
@@ -149,6 +155,30 @@ def test_mute_network_bounds_the_reset_of_an_idle_connection(
     assert not hung, f"the checkout was still blocked in the reset after {elapsed:.1f} s (timeout={TIMEOUT} s)"
     assert outcome == ["PoolTimeout"], outcome  # the guard cut the reset off at the deadline
     assert target.stats()["requests_timeouts"] == 1
+
+
+def test_mute_network_bounds_the_reset_at_checkin(
+    proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None]
+) -> None:
+    """A checkin whose reset stalls on the network ends within ``timeout`` and closes the connection."""
+    target = pool_target({"max_size": 1, "timeout": TIMEOUT}, via=proxy)
+    db = target.wrapper()
+    select_one(db, 0, 0)
+    db.inc_thread_sharing()  # closed by another thread
+    with proxy.mute():
+        started = time.monotonic()
+        closer = threading.Thread(target=db.close, name="faults-stalled-checkin", daemon=True)
+        closer.start()
+        closer.join(TIMEOUT + TOLERANCE)
+        hung = closer.is_alive()
+        elapsed = time.monotonic() - started
+        proxy.cut()
+    closer.join(30.0)
+    stats = target.stats()
+    figures(checkin_ended_within_s=None if hung else elapsed, hung=hung, resets_failed=stats["resets_failed"])
+    assert not hung, f"close() was still blocked in the reset after {elapsed:.1f} s (timeout={TIMEOUT} s)"
+    assert (stats["resets_failed"], stats["closes_broken"], stats["pool_size"]) == (1, 1, 0)
+    select_one(target.wrapper(), 0, 1)  # a new connection serves the next checkout
 
 
 def test_slow_network_serves_every_request(
