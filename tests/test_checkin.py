@@ -1,0 +1,264 @@
+"""What a checkout leaves behind ends at its checkin, and nothing of it reaches the next one.
+
+Regression tests for the defects of the session-equivalence issue that need
+no global change on the server: locks held while the connection sits idle,
+threads that end without ``close()``, cursors kept past ``close()``, and a
+failed restore. Each is also run where it must fail (``reset="checkout"``,
+the stock backend, or the code before the fix) to show it can.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, OperationalError, connections
+
+from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
+from tests.conftest import WrapperFactory
+
+LOCK = "dmp_checkin_lock"
+
+
+def query(db: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def scalar(db: Any, sql: str, params: Any = None) -> Any:
+    return query(db, sql, params)[0][0]
+
+
+def poll(predicate: Any, timeout: float = 0.1) -> bool:
+    """Whether *predicate* becomes true within *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def table(admin: Any) -> Iterator[str]:
+    admin.select_db(str(connections["default"].settings_dict["NAME"]))
+    admin.cursor().execute("CREATE TABLE IF NOT EXISTS dmp_checkin (id INT PRIMARY KEY)")
+    yield "dmp_checkin"
+    admin.cursor().execute("DROP TABLE IF EXISTS dmp_checkin")
+
+
+def table_free(admin: Any, name: str) -> bool:
+    """Whether another session can take a write lock on *name* now (waits at most 1 s)."""
+    cursor = admin.cursor()
+    cursor.execute("SET SESSION lock_wait_timeout = 1")
+    try:
+        cursor.execute(f"LOCK TABLES {name} WRITE")
+    except Exception as exc:
+        if exc.args[0] == 1205:  # ER_LOCK_WAIT_TIMEOUT
+            return False
+        raise
+    cursor.execute("UNLOCK TABLES")
+    return True
+
+
+# -- locks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reset", "released"), [(True, True), ("checkout", False)])
+def test_locks_are_released_at_checkin(
+    pooled: WrapperFactory, admin: Any, table: str, reset: object, released: bool
+) -> None:
+    db: Any = pooled({"max_size": 1, "reset": reset})
+    assert scalar(db, "SELECT GET_LOCK(%s, 0)", [LOCK]) == 1
+    query(db, f"LOCK TABLES {table} WRITE")
+    db.close()
+    # Free within 100 ms of the checkin, and still free while the connection sits idle.
+    assert poll(lambda: scalar(admin, "SELECT IS_FREE_LOCK(%s)", [LOCK]) == 1) is released
+    assert table_free(admin, table) is released
+    time.sleep(0.6)
+    assert (scalar(admin, "SELECT IS_FREE_LOCK(%s)", [LOCK]) == 1) is released
+    assert db.pool.get_stats()["pool_available"] == 1
+    db.close_pool()  # closes the idle connection, and with it what it still holds
+
+
+def test_stock_persistent_connection_keeps_the_locks(stock: WrapperFactory, admin: Any, table: str) -> None:
+    db: Any = stock()
+    assert scalar(db, "SELECT GET_LOCK(%s, 0)", [LOCK]) == 1
+    db.close_if_unusable_or_obsolete()  # the end of a request with CONN_MAX_AGE=None
+    assert scalar(admin, "SELECT IS_FREE_LOCK(%s)", [LOCK]) == 0
+
+
+# -- threads that end without close() ---------------------------------------------
+
+
+def _settings(db: Any) -> dict[str, Any]:
+    return copy.deepcopy(db.settings_dict)
+
+
+def test_threads_ending_without_close_give_their_slots_back(
+    pooled: WrapperFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    db: Any = pooled({"max_size": 2, "timeout": 5})
+    settings, alias = _settings(db), db.alias
+    errors: list[BaseException] = []
+
+    def request(n: int) -> None:
+        wrapper = PooledWrapper(copy.deepcopy(settings), alias)
+        try:
+            assert scalar(wrapper, "SELECT %s", [n]) == n
+            query(wrapper, "SET @left_behind = %s", [n])
+        except BaseException as exc:
+            errors.append(exc)
+        # no close(): the thread ends holding its checkout
+
+    with caplog.at_level(logging.WARNING, logger="django_mysql_pooled"):
+        for round_ in range(4):  # 8 threads in rounds of 2 through a pool of 2
+            threads = [threading.Thread(target=request, args=(round_ * 2 + i,)) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+    assert not errors, errors
+    # The last round's checkouts are reclaimed by the next waiting checkout.
+    assert scalar(db, "SELECT @left_behind") is None
+    stats = db.pool.get_stats()
+    assert stats["returns_reclaimed"] >= 6
+    assert stats["leaks_detected"] == stats["returns_reclaimed"]
+    assert stats["requests_timeouts"] == 0
+    assert stats["connections_num"] <= 2
+    reclaimed = [r for r in caplog.records if "reclaimed a connection" in r.getMessage()]
+    assert len(reclaimed) == stats["returns_reclaimed"]
+
+
+def test_thread_pool_workers_without_close(pooled: WrapperFactory) -> None:
+    # ThreadPoolExecutor workers keep running: their checkouts come back when the
+    # executor shuts down and its threads end.
+    db: Any = pooled({"max_size": 2, "timeout": 5})
+    settings, alias = _settings(db), db.alias
+
+    def work(n: int) -> int:
+        wrapper = connections_for(settings, alias)
+        return int(scalar(wrapper, "SELECT %s", [n]))
+
+    for _ in range(3):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as executor:
+            assert sorted(executor.map(work, range(4))) == [0, 1, 2, 3]
+    assert scalar(db, "SELECT 1") == 1
+    assert db.pool.get_stats()["requests_timeouts"] == 0
+
+
+_local = threading.local()
+
+
+def connections_for(settings: dict[str, Any], alias: str) -> Any:
+    """One wrapper per thread, as ``django.db.connections`` keeps them."""
+    wrapper = getattr(_local, alias, None)
+    if wrapper is None:
+        wrapper = PooledWrapper(copy.deepcopy(settings), alias)
+        setattr(_local, alias, wrapper)
+    return wrapper
+
+
+def test_maintenance_reclaims_without_a_waiting_checkout(pooled: WrapperFactory, admin: Any) -> None:
+    db: Any = pooled({"max_size": 2})
+    settings, alias = _settings(db), db.alias
+
+    def request() -> None:
+        wrapper = PooledWrapper(copy.deepcopy(settings), alias)
+        assert scalar(wrapper, "SELECT GET_LOCK(%s, 0)", [LOCK]) == 1
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    # No one waits for a connection: the maintenance thread (about once a second)
+    # reclaims it, and its reset releases the lock.
+    assert poll(lambda: scalar(admin, "SELECT IS_FREE_LOCK(%s)", [LOCK]) == 1, timeout=5.0)
+    assert db.pool.get_stats()["returns_reclaimed"] == 1
+
+
+def test_a_shared_wrapper_is_not_reclaimed_when_its_thread_ends(pooled: WrapperFactory) -> None:
+    db: Any = pooled({"max_size": 1, "timeout": 1})
+    db.inc_thread_sharing()
+    try:
+        thread = threading.Thread(target=db.ensure_connection)
+        thread.start()
+        thread.join()
+        time.sleep(1.5)  # a maintenance round or more
+        assert db.pool.get_stats()["returns_reclaimed"] == 0
+        assert scalar(db, "SELECT 1") == 1  # still this wrapper's checkout
+    finally:
+        db.close()
+        db.dec_thread_sharing()
+
+
+# -- cursors kept past close() -------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset", [True, "checkout"])
+def test_cursor_kept_past_close_fails_and_cannot_touch_the_next_checkout(pooled: WrapperFactory, reset: object) -> None:
+    db: Any = pooled({"max_size": 1, "reset": reset})
+    settings, alias = _settings(db), db.alias
+    cursor = db.cursor()
+    first = scalar(db, "SELECT CONNECTION_ID()")
+    db.close()
+    other = PooledWrapper(copy.deepcopy(settings), alias)  # another request, same server connection
+    assert scalar(other, "SELECT CONNECTION_ID()") == first
+    with pytest.raises(OperationalError, match="this cursor's checkout ended"):
+        cursor.execute("SET @x = 1")
+    with pytest.raises(OperationalError):
+        cursor.executemany("SELECT %s", [(1,)])
+    assert scalar(other, "SELECT @x") is None
+    cursor.close()  # closing it is harmless and touches nothing
+    assert scalar(other, "SELECT 1") == 1
+    other.close()
+
+
+def test_stock_cursor_kept_past_close_fails_too(stock: WrapperFactory) -> None:
+    db: Any = stock(CONN_MAX_AGE=0)
+    cursor = db.cursor()
+    db.close()
+    db.ensure_connection()
+    with pytest.raises(OperationalError):
+        cursor.execute("SET @x = 1")
+
+
+def test_unread_results_are_read_before_the_reset(pooled: WrapperFactory) -> None:
+    db: Any = pooled({"max_size": 1})
+    cursor = db.cursor()
+    cursor.execute("SELECT 1; SELECT 2; SELECT 3")  # two result sets left unread
+    db.close()
+    assert scalar(db, "SELECT 42") == 42
+    assert db.pool.get_stats()["closes_broken"] == 0
+
+
+# -- a failed restore ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset", [True, "checkout"])
+def test_failed_restore_discards_the_connection(pooled: WrapperFactory, admin: Any, reset: object) -> None:
+    admin.select_db(str(connections["default"].settings_dict["NAME"]))
+    admin.cursor().execute("CREATE TABLE IF NOT EXISTS dmp_restore_probe (id INT)")
+    init = {"init_command": "DO (SELECT COUNT(*) FROM dmp_restore_probe)"}
+    db: Any = pooled({"max_size": 1, "reset": reset}, OPTIONS=init)
+    try:
+        first = scalar(db, "SELECT CONNECTION_ID()")
+        admin.cursor().execute("DROP TABLE dmp_restore_probe")  # init_command fails from now on
+        db.close()
+        if reset == "checkout":
+            with pytest.raises(DatabaseError):
+                db.ensure_connection()  # the restore fails, and so does the replacement's connect
+        stats = db.pool.get_stats()
+        assert (stats["resets_failed"], stats["closes_broken"]) == (1, 1)
+        assert (stats["pool_size"], stats["pool_available"]) == (0, 0), "never pooled half-restored"
+        assert poll(
+            lambda: first not in [r[0] for r in query(admin, "SELECT ID FROM information_schema.PROCESSLIST")], 5
+        )
+    finally:
+        admin.cursor().execute("DROP TABLE IF EXISTS dmp_restore_probe")
