@@ -82,6 +82,9 @@ class FakeFactory:
         self.gate: threading.Event | None = None
         self.reset_method = "reset_connection"
         self.reset_error: BaseException | None = None  # raised by every reset when set
+        self.pings_ok = 0
+        self.pings_failed = 0
+        self.alive_failed = 0
 
     def connect(self, timeout: float | None) -> FakeConnection:
         gate = self.gate
@@ -115,6 +118,22 @@ class FakeFactory:
             conn.resets += 1
             self.resets_ok += 1
             return self.reset_method
+
+    def alive(self, conn: FakeConnection) -> bool:
+        """The zero-round-trip check: the fake server's dead connections show EOF."""
+        with self.lock:
+            self.alive_failed += conn.dead
+            return not conn.dead
+
+    def ping(self, conn: FakeConnection) -> None:
+        """The round-trip check."""
+        with self.lock:
+            if conn.closed or conn.detached:
+                self.violations.append(f"ping of {conn!r}, which is closed or detached")
+            if conn.dead:
+                self.pings_failed += 1
+                raise ConnectionLost(f"{conn!r}: server has gone away")
+            self.pings_ok += 1
 
     def close(self, conn: FakeConnection) -> None:
         with self.lock:

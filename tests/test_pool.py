@@ -29,6 +29,7 @@ from tests.fake_connections import (
     FakeConnection,
     FakeFactory,
     Worker,
+    closing,
     start,
     wait_until,
 )
@@ -61,6 +62,10 @@ STATS_KEYS = {
     "closes_idle",
     "closes_broken",
     "leaks_detected",
+    "returns_reclaimed",
+    "checks_fast",
+    "checks_ping",
+    "checks_failed",
 }
 
 
@@ -1200,3 +1205,59 @@ def test_guard_gives_a_reset_at_least_min_reset_time_with_timeout_zero(real_fact
         assert interrupted == []
     finally:
         pool.close()
+
+
+# -- checkouts whose owner is gone -------------------------------------------------
+
+
+class Owner:
+    """What holds a checkout (a Django wrapper in the backend)."""
+
+    shared = False
+
+
+def _owner_pool(factory: FakeFactory) -> ConnectionPool[FakeConnection]:
+    return factory.pool(reset_on="checkin", max_size=1, timeout=0.5, shared=lambda owner: owner.shared)
+
+
+def test_a_checkout_whose_owner_was_collected_is_reclaimed(
+    factory: FakeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with closing(_owner_pool(factory)) as pool:
+        owner = Owner()
+        conn = pool.getconn(owner=owner)
+        del owner
+        gc.collect()
+        with caplog.at_level(logging.WARNING, logger="django_mysql_pooled"):
+            again = pool.getconn(owner=Owner())  # would time out: the pool has one connection
+        assert again is conn and conn.resets == 1  # reset before it was handed out again
+        stats = pool.get_stats()
+        assert (stats["returns_reclaimed"], stats["leaks_detected"], stats["requests_timeouts"]) == (1, 1, 0)
+        assert ["reclaimed a connection" in r.getMessage() for r in caplog.records] == [True]
+
+
+@pytest.mark.parametrize(("shared", "reclaimed"), [(False, True), (True, False)])
+def test_a_checkout_whose_thread_ended_is_reclaimed_unless_shared(
+    factory: FakeFactory, shared: bool, reclaimed: bool
+) -> None:
+    with closing(_owner_pool(factory)) as pool:
+        owner = Owner()
+        owner.shared = shared
+        worker = Worker(lambda: pool.getconn(owner=owner))
+        worker.start()
+        worker.outcome()  # the thread ends holding its checkout
+        if reclaimed:
+            assert pool.getconn(owner=Owner()) is not None
+        else:
+            with pytest.raises(PoolTimeout):
+                pool.getconn(owner=Owner())
+        assert pool.get_stats()["returns_reclaimed"] == int(reclaimed)
+
+
+def test_putconn_by_another_owner_is_refused(factory: FakeFactory) -> None:
+    with closing(_owner_pool(factory)) as pool:
+        owner = Owner()
+        conn = pool.getconn(owner=owner)
+        with pytest.raises(ValueError, match="is not checked out from pool"):
+            pool.putconn(conn, owner=Owner())
+        pool.putconn(conn, owner=owner)

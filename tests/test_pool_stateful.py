@@ -201,3 +201,59 @@ class PoolMachine(RuleBasedStateMachine):
 
 PoolMachine.TestCase.settings = settings(max_examples=75, stateful_step_count=40, deadline=None, database=None)
 TestPoolMachine = PoolMachine.TestCase
+
+
+class CheckinPoolMachine(PoolMachine):
+    """The default placement: reset at checkin, validation at checkout.
+
+    Dead connections are found by the zero-round-trip check (returned within
+    the validation window) or the ping (idle longer), or by the reset when
+    returned; reclaiming abandoned checkouts is tested in ``test_pool.py``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool.close()
+        self.clock = FakeClock()
+        self.factory = FakeFactory(self.clock, max_open=MAX_SIZE)
+        self.pool = self.factory.pool(
+            name="checkin",
+            reset_on="checkin",
+            alive=self.factory.alive,
+            check=self.factory.ping,
+            min_size=MIN_SIZE,
+            max_size=MAX_SIZE,
+            timeout=0,
+            max_idle=MAX_IDLE,
+            max_lifetime=MAX_LIFETIME,
+        )
+        start(self.pool)
+
+    def _return(self, conn: FakeConnection, broken: bool) -> None:
+        dead = conn.dead
+        super()._return(conn, broken)
+        if dead and not broken and not self.closed:
+            assert conn.closed, "a connection whose reset failed was kept"
+        elif not conn.closed:  # (closed: expired, early by the lifetime jitter)
+            assert conn.resets > 0, "returned without a reset"
+
+    @invariant()
+    def counters_match_what_happened(self) -> None:
+        current = self.pool.get_stats()
+        total = {key: self.popped[key] + current[key] for key in COUNTERS}
+        factory = self.factory
+        assert total["requests_num"] == self.requests
+        assert total["requests_timeouts"] == self.timeouts
+        assert total["returns_bad"] == self.bad_returns
+        assert 0 <= self.usage_ms - total["usage_ms"] < self.pops + 1 + 1e-6
+        assert total["connections_num"] == factory.connects
+        assert total["resets_num"] == total["resets_reset_connection"] == factory.resets_ok
+        assert total["resets_failed"] == factory.resets_failed
+        assert total["checks_ping"] == factory.pings_ok
+        assert total["checks_failed"] == factory.pings_failed + factory.alive_failed
+        assert total["connections_lost"] == total["resets_failed"] + total["checks_failed"]
+        assert total["closes_broken"] == self.bad_returns_while_open + total["connections_lost"]
+
+
+CheckinPoolMachine.TestCase.settings = settings(max_examples=75, stateful_step_count=40, deadline=None, database=None)
+TestCheckinPoolMachine = CheckinPoolMachine.TestCase

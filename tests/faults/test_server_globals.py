@@ -1,0 +1,106 @@
+"""Run-time changes on the server reach reused sessions: nothing about the server is cached.
+
+Regression tests (private server: they change globals and roles). Before the
+fix the pool read the server's defaults and roles once, from its first
+connection: after ``SET GLOBAL autocommit = 0`` writes were rolled back at
+checkin while Django believed it was in autocommit, and a role granted later
+stayed active in the next checkout after ``SET ROLE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.faults.conftest import PoolTarget, PoolTargetFactory
+from tests.faults.mariadb import DATABASE, USER, PrivateMariaDB, requires_mariadbd
+
+pytestmark = requires_mariadbd
+
+ACCOUNT = f"'{USER}'@'127.0.0.1'"
+ROLE = "dmp_globals_role"
+
+
+def root(server: PrivateMariaDB, *statements: str) -> list[tuple[Any, ...]]:
+    conn = server.connect()
+    try:
+        cursor = conn.cursor()
+        rows: list[tuple[Any, ...]] = []
+        for sql in statements:
+            cursor.execute(sql)
+            rows = list(cursor.fetchall())
+        return rows
+    finally:
+        conn.close()
+
+
+def scalar(db: Any, sql: str) -> Any:
+    with db.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def target(private_server: PrivateMariaDB, pool_target: PoolTargetFactory) -> Iterator[PoolTarget]:
+    saved = root(private_server, "SELECT @@GLOBAL.autocommit, @@GLOBAL.tx_isolation, @@GLOBAL.sql_mode")[0]
+    root(
+        private_server,
+        f"CREATE TABLE IF NOT EXISTS {DATABASE}.dmp_globals (v INT)",
+        f"DELETE FROM {DATABASE}.dmp_globals",
+    )
+    yield pool_target({"max_size": 1})
+    root(
+        private_server,
+        f"SET GLOBAL autocommit = {int(saved[0])}",
+        f"SET GLOBAL tx_isolation = '{saved[1]}'",
+        f"SET GLOBAL sql_mode = '{saved[2]}'",
+        f"DROP ROLE IF EXISTS {ROLE}",
+        f"DROP TABLE IF EXISTS {DATABASE}.dmp_globals",
+    )
+
+
+def test_writes_survive_a_global_autocommit_off(private_server: PrivateMariaDB, target: PoolTarget) -> None:
+    db = target.wrapper()
+    first = scalar(db, "SELECT CONNECTION_ID()")
+    root(private_server, "SET GLOBAL autocommit = 0")  # a managed-database parameter change
+    db.close()
+    with db.cursor() as cursor:  # the same server connection, reset
+        cursor.execute("INSERT INTO dmp_globals (v) VALUES (1)")
+    assert scalar(db, "SELECT CONNECTION_ID()") == first
+    assert scalar(db, "SELECT @@SESSION.autocommit") == 1  # what Django's AUTOCOMMIT asks for
+    db.close()
+    assert root(private_server, f"SELECT COUNT(*) FROM {DATABASE}.dmp_globals") == [(1,)]
+
+
+def test_global_sql_mode_and_isolation_changes_reach_reused_sessions(
+    private_server: PrivateMariaDB, target: PoolTarget
+) -> None:
+    db = target.wrapper()
+    scalar(db, "SELECT 1")
+    root(private_server, "SET GLOBAL sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'")
+    db.close()
+    assert scalar(db, "SELECT @@SESSION.sql_mode") == "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"
+    with db.cursor() as cursor:  # the client library escapes for the server's mode
+        cursor.execute("SELECT %s", ["it's a \\ backslash"])
+        assert cursor.fetchone()[0] == "it's a \\ backslash"
+    db.close()
+
+
+def test_a_role_granted_later_does_not_outlive_its_checkout(private_server: PrivateMariaDB, target: PoolTarget) -> None:
+    db = target.wrapper()
+    scalar(db, "SELECT 1")  # the pool exists before the role does
+    db.close()
+    root(private_server, f"CREATE ROLE {ROLE}", f"GRANT SELECT ON mysql.* TO {ROLE}", f"GRANT {ROLE} TO {ACCOUNT}")
+    with db.cursor() as cursor:
+        cursor.execute(f"SET ROLE {ROLE}")
+    assert scalar(db, "SELECT CURRENT_ROLE()") == ROLE
+    db.close()
+    assert scalar(db, "SELECT CURRENT_ROLE()") is None  # a new connection has no role active
+    db.close()
+    root(private_server, f"SET DEFAULT ROLE {ROLE} FOR {ACCOUNT}")
+    scalar(db, "SELECT 1")
+    db.close()
+    assert scalar(db, "SELECT CURRENT_ROLE()") == ROLE  # a new connection would start with it
+    db.close()
