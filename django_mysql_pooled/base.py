@@ -95,7 +95,13 @@ def _placement(config: PoolConfig, restorer: SessionRestorer) -> dict[str, Any]:
         return {"reset": _ping, "reset_on": "checkout"}  # a ping only (system check W001)
     if config.reset == "checkout":
         return {"reset": restorer, "reset_on": "checkout"}
-    return {"reset": restorer, "reset_on": "checkin", "alive": socket_alive, "check": _ping}
+    return {
+        "reset": restorer,
+        "reset_on": "checkin",
+        "alive": socket_alive,
+        "check": _ping,
+        "validation_window": config.validation_window,
+    }
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):

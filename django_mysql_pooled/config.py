@@ -38,6 +38,9 @@ class PoolConfig:
     #: ``True`` (reset at checkin), ``"checkout"`` (reset at checkout) or ``False`` (ping only).
     reset: bool | str = True
     leak_timeout: float | None = None
+    #: Seconds after its checkin during which a connection is handed out on a
+    #: zero-round-trip socket check; older ones are pinged (0: ping every checkout).
+    validation_window: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
         """Return the options as a plain ``dict`` (for snapshots and docs)."""
@@ -46,7 +49,7 @@ class PoolConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig)}
 _INTS = {"min_size", "max_size", "max_waiting"}
-_FLOATS = {"timeout", "max_lifetime", "max_idle"}
+_FLOATS = {"timeout", "max_lifetime", "max_idle", "validation_window"}
 
 
 def _fail(alias: str, key: str, value: object, allowed: str) -> ImproperlyConfigured:

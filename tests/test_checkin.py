@@ -262,3 +262,18 @@ def test_failed_restore_discards_the_connection(pooled: WrapperFactory, admin: A
         )
     finally:
         admin.cursor().execute("DROP TABLE IF EXISTS dmp_restore_probe")
+
+
+# -- validation at checkout -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("window", "fast", "ping"), [(0.5, 1, 0), (0, 0, 1)])
+def test_validation_window_decides_between_socket_check_and_ping(
+    pooled: WrapperFactory, window: float, fast: int, ping: int
+) -> None:
+    db: Any = pooled({"max_size": 1, "validation_window": window})
+    scalar(db, "SELECT 1")
+    db.close()
+    scalar(db, "SELECT 1")
+    stats = db.pool.get_stats()
+    assert (stats["checks_fast"], stats["checks_ping"]) == (fast, ping)

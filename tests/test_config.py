@@ -43,6 +43,12 @@ def test_strings_are_coerced() -> None:
     assert config == PoolConfig(2, 20, 1.5, 3, 60.0, 5.0, False, 2.5)
 
 
+@pytest.mark.parametrize(("value", "expected"), [("checkin", True), ("CHECKOUT", "checkout"), ("off", False)])
+def test_reset_placements(value: str, expected: object) -> None:
+    config = parse({"reset": value, "validation_window": "0"})
+    assert config is not None and (config.reset, config.validation_window) == (expected, 0.0)
+
+
 @pytest.mark.parametrize("value", [None, "none", ""])
 def test_leak_timeout_none(value: Any) -> None:
     config = parse({"leak_timeout": value})
@@ -64,6 +70,7 @@ def test_leak_timeout_none(value: Any) -> None:
         ({"reset": "maybe"}, "['reset'] = 'maybe' is invalid: it must be True (reset at checkin), 'checkout' or False"),
         ({"reset": 2}, "['reset'] = 2 is invalid"),
         ({"leak_timeout": 0}, "['leak_timeout'] = 0 is invalid: it must be None or a number of seconds > 0"),
+        ({"validation_window": "-1"}, "['validation_window'] = '-1' is invalid: it must be a number of seconds >= 0"),
         ({"min_size": 5, "max_size": 2}, "min_size=5 is larger than max_size=2"),
         ("sometimes", "['pool'] = 'sometimes' is invalid: use True, False or a dict"),
         (42, "['pool'] = 42 is invalid"),

@@ -73,6 +73,8 @@ RESTART_EVERY = 300.0
 DOWN_FOR = 1.0  # seconds the server stays down at a restart
 #: A request that starts this long after a fault ended must not see it.
 GRACE = 1.0
+#: Seconds between losing every idle connection and resuming the load.
+IDLE_LOSS_SETTLE = 0.05
 WRITE_SHARE = 0.5
 PAUSE = float(os.environ.get("DMP_SOAK_PAUSE", "0.01"))  # seconds a client thinks between two requests
 #: Seconds a request waits, at most, for a lull to end.
@@ -365,9 +367,14 @@ def inject(kind: str, server: PrivateMariaDB, proxy: Proxy, ledger: Ledger, targ
             wait_until(lambda: target.stats()["connections_in_use"] == 0, 10.0, "the lull did not idle the pool")
             if kind == "kill_idle":
                 fault.sessions_killed = kill_sessions(server, 1.0)
+                wait_until(lambda: not server.sessions(), 10.0, "the killed sessions stayed")
             else:
                 fault.sessions_killed = proxy.links
                 proxy.cut()
+            # The loss reaches the pool's side of the proxy a moment later: a checkout
+            # within the validation window trusts a socket that shows no EOF yet
+            # (the zero-round-trip check). "Lost while idle" is lost before the checkout.
+            time.sleep(IDLE_LOSS_SETTLE)
         finally:
             ledger.go.set()
     elif kind == "kill_all":
