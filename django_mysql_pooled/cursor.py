@@ -1,20 +1,22 @@
-"""Send Django's session settings in the same packet as the first statement.
+"""Send session settings that differ from the pool's in the same packet as the first statement.
 
-After a reset, Django's own session settings (``SET SESSION TRANSACTION
-ISOLATION LEVEL ...``, ``SET SQL_AUTO_IS_NULL = 0``) would cost a round trip
-of their own on every checkout. Instead they are kept pending and sent as a
-multi-statement prefix of the checkout's first statement (mysqlclient enables
-``CLIENT_MULTI_STATEMENTS``; https://dev.mysql.com/doc/c-api/8.0/en/c-api-multiple-queries.html):
-the prefix's results are consumed before Django sees the statement's own, so
-a checkout costs one round trip more than the query itself — the reset — as a
-persistent connection's ping does.
+The pool's reset (at checkin by default) restores Django's session settings
+of the wrapper that built the pool. A wrapper whose ``OPTIONS`` differ (a
+``connection.copy()`` with another isolation level) would need a round trip
+of its own on every checkout: instead the difference is kept pending and sent
+as a multi-statement prefix of the checkout's first statement (mysqlclient
+enables ``CLIENT_MULTI_STATEMENTS``;
+https://dev.mysql.com/doc/c-api/8.0/en/c-api-multiple-queries.html). The
+prefix's results are consumed before Django sees the statement's own.
 
 Edge cases: ``executemany()`` and ``callproc()`` send the pending settings on
 their own first; a change of autocommit (``atomic()`` as the first thing)
 sends them together with ``SET autocommit``; a failure inside the prefix
-raises and marks the connection broken, so it is closed at checkin. Code that
-bypasses Django's cursor (``connection.connection.cursor()``) before any
-Django query runs under the server's global isolation level until then.
+raises and marks the connection broken, so it is closed at checkin.
+
+Every cursor belongs to one checkout: used after ``connection.close()`` it
+fails as the stock backend's does (error 2006) and never reaches the
+connection, which may serve another request by then.
 """
 
 from __future__ import annotations
