@@ -4,7 +4,10 @@ Each case of the matrix sets one kind of session state, checks that it is
 there, hands the connection back and checks again. The pooled backend
 (``max_size=1``, so the very same server connection, reset) must have cleared
 it; the stock backend with ``CONN_MAX_AGE=None`` runs the same cases and must
-still show it, which proves that every check can fail.
+still show it, which proves that every check can fail. Roles are tested on a
+private server (``tests/faults/test_server_globals.py`` and the fuzzing in
+``tests/faults/test_equivalence_fuzz.py``): tests never create users or roles
+on the shared one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ LOCK_WAIT_TIMEOUT = 1205  # ER_LOCK_WAIT_TIMEOUT (row locks and metadata locks)
 NOT_LOCKED = 1100  # ER_TABLE_NOT_LOCKED: LOCK TABLES is in effect
 NO_SUCH_TABLE = 1146  # ER_NO_SUCH_TABLE
 UNKNOWN_STATEMENT = 1243  # ER_UNKNOWN_STMT_HANDLER
-ROLE_USER, ROLE_PASSWORD, ROLE = "dmp_role_user", "dmp-role-pw", "dmp_role"
 
 
 def query(db: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -65,7 +67,6 @@ class Env:
 class Case:
     setup: Callable[[Env], object]
     state: Callable[[Env], list[bool]]  # one item per aspect: "still there?"
-    role: bool = False  # needs the role user
     stock_leaks: bool = True
 
 
@@ -135,7 +136,6 @@ CASES = {
     ),
     "use_other_db": Case(run("USE dmp_other"), equals("SELECT DATABASE()", "dmp_other")),
     "last_insert_id": Case(run("SELECT LAST_INSERT_ID(424242)"), equals("SELECT LAST_INSERT_ID()", 424242)),
-    "set_role": Case(run(f"SET ROLE {ROLE}"), equals("SELECT CURRENT_ROLE()", ROLE), role=True),
 }
 
 
@@ -159,33 +159,6 @@ def tables(admin: Any) -> Iterator[str]:
         cursor.execute(sql)
 
 
-@pytest.fixture
-def role_user(admin: Any, tables: str) -> Iterator[dict[str, str]]:
-    """A user granted a (non-default) MariaDB role and everything on the test database."""
-    if "mariadb" not in admin.get_server_info().lower():
-        pytest.skip("SET ROLE semantics tested here are MariaDB's")
-    account = f"'{ROLE_USER}'@'%'"
-    cursor = admin.cursor()
-    for sql in (
-        f"DROP ROLE IF EXISTS {ROLE}",
-        f"DROP USER IF EXISTS {account}",
-        f"CREATE USER {account} IDENTIFIED BY '{ROLE_PASSWORD}'",
-        # WITH ADMIN: grant the role to the user only, not to the creating account,
-        # which would make every other pool of that account send SET ROLE NONE.
-        f"CREATE ROLE {ROLE} WITH ADMIN {account}",
-        f"GRANT ALL ON `{tables}`.* TO {account}",
-    ):
-        cursor.execute(sql)
-    yield {"USER": ROLE_USER, "PASSWORD": ROLE_PASSWORD}
-    cursor.execute(f"DROP ROLE IF EXISTS {ROLE}")
-    cursor.execute(f"DROP USER IF EXISTS {account}")
-
-
-def overrides(case: Case, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings for the case's wrapper; the role user exists before its pool's first connection."""
-    return dict(request.getfixturevalue("role_user")) if case.role else {}
-
-
 def set_and_hand_out_again(env: Env, case: Case, hand_back: Callable[[], object]) -> tuple[int, int]:
     """Set the case's state, hand the connection back; return the connection ids before and after."""
     before = connection_id(env.db)
@@ -196,10 +169,8 @@ def set_and_hand_out_again(env: Env, case: Case, hand_back: Callable[[], object]
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_pooled_checkout_clears_state(
-    tables: str, case: Case, request: pytest.FixtureRequest, admin: Any, pooled: WrapperFactory
-) -> None:
-    db: Any = pooled({"max_size": 1}, **overrides(case, request))
+def test_pooled_checkout_clears_state(tables: str, case: Case, admin: Any, pooled: WrapperFactory) -> None:
+    db: Any = pooled({"max_size": 1})
     env = Env(db, admin)
     try:
         before, after = set_and_hand_out_again(env, case, db.close)
@@ -212,10 +183,8 @@ def test_pooled_checkout_clears_state(
 
 @pytest.mark.stock
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_stock_persistent_connection_leaks_state(
-    tables: str, case: Case, request: pytest.FixtureRequest, admin: Any, stock: WrapperFactory
-) -> None:
-    db: Any = stock(**overrides(case, request))
+def test_stock_persistent_connection_leaks_state(tables: str, case: Case, admin: Any, stock: WrapperFactory) -> None:
+    db: Any = stock()
     env = Env(db, admin)
     try:
         # What Django does at the end of each request (request_finished).
@@ -227,16 +196,6 @@ def test_stock_persistent_connection_leaks_state(
             assert after != before, "Django should have dropped the connection"
             assert not any(case.state(env))
     finally:
-        db.close()
-
-
-def test_default_role_restored(admin: Any, role_user: dict[str, str], pooled: WrapperFactory) -> None:
-    admin.cursor().execute(f"SET DEFAULT ROLE {ROLE} FOR '{ROLE_USER}'@'%'")
-    db: Any = pooled({"max_size": 1}, **role_user)
-    first = connection_id(db)
-    for _ in range(2):
-        assert (connection_id(db), scalar(db, "SELECT CURRENT_ROLE()")) == (first, ROLE)
-        query(db, "SET ROLE NONE")
         db.close()
 
 
