@@ -38,6 +38,7 @@ from typing import Any, Final
 from django_mysql_pooled.session import (
     METHOD_CHANGE_USER,
     METHOD_RESET_CONNECTION,
+    SERVER_MORE_RESULTS_EXIST,
     ResetFailed,
     native_client,
     remember_fd,
@@ -58,6 +59,10 @@ _MARIADB_ROLES: Final = (
     "CURRENT_ROLE(), (SELECT ROLE_NAME FROM information_schema.APPLICABLE_ROLES "
     "WHERE GRANTEE = CURRENT_USER() AND IS_DEFAULT = 'YES' LIMIT 1)"
 )
+
+
+# Statements recorded by SET profiling = 1 (SHOW PROFILES); COM_RESET_CONNECTION keeps them.
+_PROFILES: Final = "(SELECT COUNT(*) FROM information_schema.PROFILING)"
 
 
 def quote_name(name: str) -> str:
@@ -109,8 +114,9 @@ class SessionRestorer:
         """
         params = self.params
         statements = []
-        if params.get("init_command"):
-            statements.append(str(params["init_command"]))
+        init_command = str(params.get("init_command") or "").strip().rstrip(";").strip()
+        if init_command:
+            statements.append(init_command)
         charset, collation = params.get("charset"), params.get("collation")
         if charset:
             statements.append(f"SET NAMES {charset}" + (f" COLLATE {collation}" if collation else ""))
@@ -161,10 +167,14 @@ class SessionRestorer:
         if not mariadb and _mysql_has_roles(conn):
             statements.append("SET ROLE DEFAULT")
         setup = [*self._statements, f"SET autocommit = {int(self.autocommit)}"]
-        tail = ["SELECT DATABASE()" + (", " + _MARIADB_ROLES if mariadb else "")]
+        tail = ["SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")]
         row = _run(conn, [*statements, *setup, *tail])
         if not self.database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
+        if mariadb and row[3]:
+            # SHOW PROFILES history survives the reset (and SET profiling = 0):
+            # it would show this checkout's statements to the next one.
+            raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
         if mariadb and row[1] != row[2]:
             # SET ROLE survives the reset: activate the default role, then run the
             # setup again so that it runs under the role a new connection has.
@@ -188,7 +198,8 @@ def _run(conn: Any, statements: list[str]) -> tuple[Any, ...]:
     """Run *statements* in one round trip; return the last one's first row."""
     cursor = conn.cursor()
     try:
-        cursor.execute("; ".join(statements))
+        # Separators start a line: a comment at the end of init_command ends before them.
+        cursor.execute("\n;".join(statements))
         row = cursor.fetchone()
         while cursor.nextset():
             row = cursor.fetchone()
@@ -198,13 +209,21 @@ def _run(conn: Any, statements: list[str]) -> tuple[Any, ...]:
 
 
 def _discard_pending_results(conn: Any) -> None:
-    """Read what a checkout left unread (the rest of a multi-statement), as a cursor's ``close()`` does.
+    """Refuse a connection with result sets a checkout left unread (the rest of a multi-statement).
 
     ``mysql_reset_connection()`` would otherwise take the next result set
     for its own reply, and the session would be out of step.
 
-    :raises MySQLdb.Error: an unbuffered result is still open ("commands out
-        of sync"): the connection is discarded.
+    :raises ResetFailed: result sets are pending (read from MariaDB
+        Connector/C's status flags); :class:`MySQLdb.Error`: an unbuffered
+        result is still open ("commands out of sync"). The pool then closes
+        the connection.
     """
-    while conn.next_result() == 0:
+    status = native_client().server_status(conn)
+    if status is not None and status & SERVER_MORE_RESULTS_EXIST:
+        # The rest may still be running on the server (SELECT 1; SELECT SLEEP(600)):
+        # reading it could block the returning thread for as long. Close instead,
+        # as the stock backend's close() does.
+        raise ResetFailed(2014, "a checkout left result sets unread; the connection is closed")
+    while conn.next_result() == 0:  # without MariaDB Connector/C's flags: read them
         conn.discard_result()
