@@ -121,7 +121,7 @@ class SetupCursorWrapper(CursorWrapper):
 
     def close(self) -> None:
         if self.token is not self.db.checkout_token:
-            # Its results were read at checkin; the connection is someone else's now.
+            # The connection was reset (or closed) at checkin and may be someone else's now.
             self.cursor.connection = None
             return
         self.cursor.close()

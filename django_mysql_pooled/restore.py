@@ -134,7 +134,7 @@ class SessionRestorer:
         :raises MySQLdb.Error: the reset or the restore failed (the pool
             discards the connection).
         """
-        _discard_pending_results(conn)
+        _refuse_pending_results(conn)
         method = self._reset(conn)
         self.restore(conn)
         return method
@@ -208,7 +208,7 @@ def _run(conn: Any, statements: list[str]) -> tuple[Any, ...]:
         cursor.close()
 
 
-def _discard_pending_results(conn: Any) -> None:
+def _refuse_pending_results(conn: Any) -> None:
     """Refuse a connection with result sets a checkout left unread (the rest of a multi-statement).
 
     ``mysql_reset_connection()`` would otherwise take the next result set

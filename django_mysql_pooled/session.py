@@ -34,7 +34,6 @@ import MySQLdb
 from MySQLdb import _mysql
 
 __all__ = [
-    "SERVER_STATUS_NO_BACKSLASH_ESCAPES",
     "interrupt",
     "socket_alive",
     "METHOD_CHANGE_USER",
@@ -59,7 +58,6 @@ _MARIADB_CONNECTION_SERVER_STATUS = 30
 SERVER_STATUS_IN_TRANS: Final = 0x0001
 SERVER_STATUS_AUTOCOMMIT: Final = 0x0002
 SERVER_MORE_RESULTS_EXIST: Final = 0x0008
-SERVER_STATUS_NO_BACKSLASH_ESCAPES: Final = 0x0200
 
 
 class ResetFailed(MySQLdb.OperationalError):

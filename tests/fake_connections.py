@@ -105,13 +105,20 @@ class FakeFactory:
                 self.violations.append(f"{len(self.open)} connections open, max_size is {self.max_open}")
             return conn
 
+    def _use_locked(self, conn: FakeConnection, what: str) -> None:
+        """Record a use of a closed or detached connection; raise if the fake server dropped it."""
+        if conn.closed or conn.detached:
+            self.violations.append(f"{what} of {conn!r}, which is closed or detached")
+        if conn.dead:
+            raise ConnectionLost(f"{conn!r}: server has gone away")
+
     def reset(self, conn: FakeConnection) -> str:
         with self.lock:
-            if conn.closed or conn.detached:
-                self.violations.append(f"reset of {conn!r}, which is closed or detached")
-            if conn.dead:
+            try:
+                self._use_locked(conn, "reset")
+            except ConnectionLost:
                 self.resets_failed += 1
-                raise ConnectionLost(f"{conn!r}: server has gone away")
+                raise
             if self.reset_error is not None:
                 self.resets_failed += 1
                 raise self.reset_error
@@ -128,11 +135,11 @@ class FakeFactory:
     def ping(self, conn: FakeConnection) -> None:
         """The round-trip check."""
         with self.lock:
-            if conn.closed or conn.detached:
-                self.violations.append(f"ping of {conn!r}, which is closed or detached")
-            if conn.dead:
+            try:
+                self._use_locked(conn, "ping")
+            except ConnectionLost:
                 self.pings_failed += 1
-                raise ConnectionLost(f"{conn!r}: server has gone away")
+                raise
             self.pings_ok += 1
 
     def close(self, conn: FakeConnection) -> None:

@@ -179,20 +179,28 @@ class PoolMachine(RuleBasedStateMachine):
         else:
             assert stats["pool_available"] + stats["connections_in_use"] == stats["pool_size"]
 
-    @invariant()
-    def counters_match_what_happened(self) -> None:
+    def _totals(self) -> dict[str, int]:
+        """Every counter since the start: what ``pop_stats()`` took plus what is left."""
         current = self.pool.get_stats()
-        total = {key: self.popped[key] + current[key] for key in COUNTERS}
-        factory = self.factory
+        return {key: self.popped[key] + current[key] for key in COUNTERS}
+
+    def _check_checkout_counters(self, total: dict[str, int]) -> None:
+        """The counters both placements keep alike."""
         assert total["requests_num"] == self.requests
         assert total["requests_timeouts"] == self.timeouts
-        assert total["requests_errors"] == self.timeouts + self.checkout_connect_errors
         assert total["returns_bad"] == self.bad_returns
         # float milliseconds added up, truncated at each pop_stats() and at the end
         assert 0 <= self.usage_ms - total["usage_ms"] < self.pops + 1 + 1e-6
-        assert total["connections_num"] == factory.connects
+        assert total["connections_num"] == self.factory.connects
+        assert total["resets_num"] == total["resets_reset_connection"] == self.factory.resets_ok
+
+    @invariant()
+    def counters_match_what_happened(self) -> None:
+        total = self._totals()
+        factory = self.factory
+        self._check_checkout_counters(total)
+        assert total["requests_errors"] == self.timeouts + self.checkout_connect_errors
         assert total["connections_errors"] == factory.connect_errors
-        assert total["resets_num"] == total["resets_reset_connection"] == factory.resets_ok
         assert total["resets_failed"] == total["connections_lost"] == factory.resets_failed
         assert total["closes_broken"] == self.bad_returns_while_open + factory.resets_failed
         closes = total["closes_lifetime"] + total["closes_idle"] + total["closes_broken"]
@@ -239,15 +247,9 @@ class CheckinPoolMachine(PoolMachine):
 
     @invariant()
     def counters_match_what_happened(self) -> None:
-        current = self.pool.get_stats()
-        total = {key: self.popped[key] + current[key] for key in COUNTERS}
+        total = self._totals()
         factory = self.factory
-        assert total["requests_num"] == self.requests
-        assert total["requests_timeouts"] == self.timeouts
-        assert total["returns_bad"] == self.bad_returns
-        assert 0 <= self.usage_ms - total["usage_ms"] < self.pops + 1 + 1e-6
-        assert total["connections_num"] == factory.connects
-        assert total["resets_num"] == total["resets_reset_connection"] == factory.resets_ok
+        self._check_checkout_counters(total)
         assert total["resets_failed"] == factory.resets_failed
         assert total["checks_ping"] == factory.pings_ok
         assert total["checks_failed"] == factory.pings_failed + factory.alive_failed
