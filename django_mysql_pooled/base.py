@@ -255,14 +255,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self.connection = None
         self.checkout_token = None  # cursors of this checkout fail from now on
         self._pending_setup = None
-        broken = self._setup_broken
-        if not broken and pool.resets_on_checkin:
-            # The reset rolls back and releases everything; count what it rolls back.
-            if _in_transaction(conn):
-                pool.count("returns_rolled_back")
-                logger.warning("pool %r: a transaction was left open at checkin; the reset rolls it back", self.alias)
-        elif not broken:
-            broken = self._roll_back_at_checkin(pool, conn)
+        broken = self._setup_broken or self._roll_back_at_checkin(pool, conn)
         try:
             with self.wrap_database_errors:
                 pool.putconn(conn, broken=broken, owner=self)
@@ -271,9 +264,16 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         return None
 
     def _roll_back_at_checkin(self, pool: _DjangoPool, conn: Any) -> bool:
-        """Without a reset at checkin: roll back an open transaction now; return whether *conn* is broken."""
-        if self.errors_occurred and not _is_usable(conn):
-            return True
+        """Roll back an open transaction now; return whether *conn* is broken.
+
+        Also before a reset: ``COM_RESET_CONNECTION`` leaves an XA transaction
+        (``XA START`` ... ``XA PREPARE``) attached to the session, where the
+        next checkout would meet it; ``ROLLBACK`` fails for one (error 1399)
+        and the connection is closed instead, as the stock backend's
+        ``close()`` would (a prepared one stays recoverable, ``XA RECOVER``).
+        """
+        if not pool.resets_on_checkin and self.errors_occurred and not _is_usable(conn):
+            return True  # (with a reset at checkin, the reset is the check)
         in_transaction = _in_transaction(conn)
         if in_transaction is False:
             return False

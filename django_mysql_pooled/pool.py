@@ -504,15 +504,15 @@ class ConnectionPool(PoolState[C]):
                 return
         self._discard(entry, "closes_lifetime")
 
-    def _take_abandoned_locked(self) -> list[tuple[Entry[C], bool]]:
-        """Remove and return the checkouts whose owner is gone, and whether the owner lives (lock held).
+    def _take_abandoned_locked(self) -> list[Entry[C]]:
+        """Remove and return the checkouts whose owner is gone (call with the lock held).
 
         Gone: the owner was garbage-collected, or the thread that checked out
         has ended and the owner is not ``shared`` between threads. No
         finaliser is involved: this runs in the maintenance thread and before
         a checkout waits.
         """
-        found: list[tuple[Entry[C], bool]] = []
+        found: list[Entry[C]] = []
         for key, entry in list(self._in_use.items()):
             ref, thread = entry.owner, entry.thread
             if ref is None:
@@ -521,22 +521,22 @@ class ConnectionPool(PoolState[C]):
             if owner is not None and (thread is None or thread.is_alive() or self._owner_shared(owner)):
                 continue
             del self._in_use[key]
-            found.append((entry, owner is not None))
+            found.append(entry)
         return found
 
     def _owner_shared(self, owner: object) -> bool:
         return self._shared is not None and self._shared(owner)
 
-    def _reclaim(self, entries: list[tuple[Entry[C], bool]]) -> None:
+    def _reclaim(self, entries: list[Entry[C]]) -> None:
         """Take back connections whose owner ended without returning them (leaks).
 
-        One whose owner object still lives (its thread ended) is closed, never
-        handed to another checkout: the owner, a cursor of it or its raw
-        connection could still reach it. One whose owner was garbage-collected
-        is reset and pooled again.
+        Each is closed, never handed to another checkout: even when its owner
+        was garbage-collected, a cursor of the driver (which holds the
+        connection, not the owner) or the owner itself, still alive in another
+        reference, could still reach it.
         """
         now = self._clock()
-        for entry, owner_alive in entries:
+        for entry in entries:
             with self._lock:
                 self._stats["returns_reclaimed"] += 1
                 self._stats["usage_ms"] += (now - entry.checked_out_at) * 1000
@@ -550,10 +550,7 @@ class ConnectionPool(PoolState[C]):
                 "".join(entry.stack.format()) if entry.stack else "(stack not recorded: set leak_timeout)\n",
             )
             entry.stack = entry.owner = entry.thread = None
-            if self.resets_on_checkin and not owner_alive:
-                self._reset_and_keep(entry)
-            else:  # reachable from its owner, or nothing would release what it holds
-                self._discard(entry, "closes_broken")
+            self._discard(entry, "closes_broken")
 
     # -- background maintenance --------------------------------------------
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
+import gc
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import MySQLdb
 import pytest
 from django.db import DatabaseError, OperationalError, connections
 
@@ -182,6 +184,28 @@ def test_a_reclaimed_connection_is_closed_while_its_wrapper_lives(pooled: Wrappe
     thread.join()
     query(db, "SET @secret = 'belongs-to-the-next-checkout'")
     with pytest.raises(OperationalError):
+        kept[0].execute("SELECT @secret")
+    assert db.pool.get_stats()["returns_reclaimed"] == 1
+
+
+def test_a_driver_cursor_of_a_collected_wrapper_cannot_reach_the_next_checkout(pooled: WrapperFactory) -> None:
+    # mysqlclient's cursor holds the connection, not the wrapper: the wrapper can
+    # be garbage-collected while the cursor lives. The reclaimed connection is closed.
+    db: Any = pooled({"max_size": 1, "timeout": 5})
+    settings, alias = _settings(db), db.alias
+    kept: list[Any] = []
+
+    def request() -> None:
+        wrapper = PooledWrapper(copy.deepcopy(settings), alias)
+        wrapper.ensure_connection()
+        kept.append(wrapper.connection.cursor())
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    gc.collect()
+    query(db, "SET @secret = 'belongs-to-the-next-checkout'")
+    with pytest.raises(MySQLdb.Error):
         kept[0].execute("SELECT @secret")
     assert db.pool.get_stats()["returns_reclaimed"] == 1
 

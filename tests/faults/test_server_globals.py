@@ -104,3 +104,31 @@ def test_a_role_granted_later_does_not_outlive_its_checkout(private_server: Priv
     db.close()
     assert scalar(db, "SELECT CURRENT_ROLE()") == ROLE  # a new connection would start with it
     db.close()
+
+
+def test_an_xa_transaction_left_at_checkin_closes_the_connection(
+    private_server: PrivateMariaDB, target: PoolTarget
+) -> None:
+    # COM_RESET_CONNECTION leaves a prepared XA transaction attached to the
+    # session: the next checkout's writes would fail (error 1031). The connection
+    # is closed instead, as the stock backend's close() does; the transaction
+    # stays recoverable.
+    db = target.wrapper()
+    first = scalar(db, "SELECT CONNECTION_ID()")
+    with db.cursor() as cursor:
+        for sql in (
+            "XA START 'dmp_xa'",
+            "INSERT INTO dmp_globals (v) VALUES (1)",
+            "XA END 'dmp_xa'",
+            "XA PREPARE 'dmp_xa'",
+        ):
+            cursor.execute(sql)
+    db.close()
+    try:
+        assert scalar(db, "SELECT CONNECTION_ID()") != first
+        with db.cursor() as cursor:
+            cursor.execute("INSERT INTO dmp_globals (v) VALUES (2)")  # no XA state here
+        db.close()
+        assert [row[3] for row in root(private_server, "XA RECOVER")] == [b"dmp_xa"]
+    finally:
+        root(private_server, "XA ROLLBACK 'dmp_xa'")
