@@ -1,6 +1,6 @@
 """Pool core overhead: checkout + checkin pairs with fake connections, no I/O.
 
-``django_mysql_pooled.pool.ConnectionPool`` (with a no-op reset callable, as
+``django_mysql_pooled.pool.pool.ConnectionPool`` (with a no-op reset callable, as
 the backend always passes one) against SQLAlchemy's ``QueuePool`` (no
 pre-ping, its default rollback-on-return calling the fake's no-op
 ``rollback``). Run as ``python -m bench.poolcore`` so nothing else shares the
@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.pool import QueuePool
 
-from django_mysql_pooled.pool import ConnectionPool
+from django_mysql_pooled.pool.pool import ConnectionPool
 
 
 class FakeConnection:
@@ -34,7 +34,7 @@ class FakeConnection:
 
 def _ours(size: int) -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[], None]]:
     pool: ConnectionPool[FakeConnection] = ConnectionPool(
-        lambda timeout: FakeConnection(), reset=lambda conn: "fake", close=FakeConnection.close, max_size=size
+        lambda timeout: FakeConnection(), reset=lambda conn: "reset_connection", close=FakeConnection.close, max_size=size
     )
     return pool.getconn, pool.putconn, pool.close
 

@@ -128,7 +128,7 @@ def poolcore_section(results: dict[str, Any]) -> list[str]:
         return []
     out = ["## 6. Pool core overhead", ""]
     out += [
-        "Checkout + checkin pairs with fake connections, no I/O: `django_mysql_pooled.pool.ConnectionPool`",
+        "Checkout + checkin pairs with fake connections, no I/O: `django_mysql_pooled.pool.pool.ConnectionPool`",
         "vs SQLAlchemy `QueuePool`. Microseconds of wall-clock time per pair (all threads together).",
         "Case THREADS:SIZE; with SIZE below THREADS, checkouts wait and are handed connections.",
         "",

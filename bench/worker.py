@@ -107,7 +107,7 @@ def profile(threads: int, duration: float, path: str) -> dict[str, Any]:
 
 def pool_stats() -> dict[str, Any]:
     """This backend's pool statistics (D, D0), else nothing."""
-    from django_mysql_pooled import registry
+    from django_mysql_pooled.pool import registry
 
     pool = registry.get_pool("default")
     return pool.get_stats() if pool is not None else {}

@@ -7,7 +7,7 @@ nothing.
 
 from __future__ import annotations
 
-from django_mysql_pooled.cancel import CancelToken
+from django_mysql_pooled.cancel.scope import CancelToken
 from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, QueryCancelled, TooManyRequests
 
 __version__ = "0.1.0"

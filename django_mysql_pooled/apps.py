@@ -20,8 +20,8 @@ class DjangoMySQLPooledConfig(AppConfig):
         ``settings.DJANGO_MYSQL_POOLED_PATCH_QUERYSET`` is ``False``."""
         from django.conf import settings
 
-        from django_mysql_pooled import checks  # noqa: F401 - registers the checks
-        from django_mysql_pooled.query import patch_queryset
+        from django_mysql_pooled.cancel.queryset import patch_queryset
+        from django_mysql_pooled.monitoring import checks  # noqa: F401 - registers the checks
 
         if getattr(settings, "DJANGO_MYSQL_POOLED_PATCH_QUERYSET", True):
             patch_queryset()

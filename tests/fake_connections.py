@@ -1,7 +1,7 @@
 """A fake connection factory and a fake clock for the pure pool tests.
 
 The factory hands its ``connect``, ``reset``, ``close`` and ``detach`` to a
-:class:`~django_mysql_pooled.pool.ConnectionPool` and keeps the truth the
+:class:`~django_mysql_pooled.pool.pool.ConnectionPool` and keeps the truth the
 tests check the pool against: which connections are open, how many ever
 were at once, who holds each one. Anything the pool must never do (close a
 connection twice, open more than ``max_size``) is recorded in ``violations``
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django_mysql_pooled.pool import ConnectionPool
+from django_mysql_pooled.pool.pool import ConnectionPool
 
 
 class ConnectError(Exception):

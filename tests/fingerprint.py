@@ -25,7 +25,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as StockWrapper
 
-from django_mysql_pooled.session import native_client
+from django_mysql_pooled.session.native import native_client
 
 __all__ = [
     "Probes",

@@ -11,9 +11,9 @@ from django.core.checks import Tags, run_checks
 from django.core.management import call_command
 from django.db import connections
 
-from django_mysql_pooled.checks import DOCS, check_pool_server, server_messages, settings_messages
 from django_mysql_pooled.config import PoolConfig
-from django_mysql_pooled.snapshots import query_server
+from django_mysql_pooled.monitoring.checks import DOCS, check_pool_server, server_messages, settings_messages
+from django_mysql_pooled.monitoring.snapshots import query_server
 
 
 def pooled_settings(pool: Any = True, **overrides: Any) -> dict[str, Any]:

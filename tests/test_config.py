@@ -117,6 +117,6 @@ def test_invalid_options_fail_before_any_connection(pooled: Any) -> None:
     with pytest.raises(ImproperlyConfigured, match="'lots'"):
         db.ensure_connection()
     assert db.connection is None
-    from django_mysql_pooled.registry import get_pool
+    from django_mysql_pooled.pool.registry import get_pool
 
     assert get_pool(db.alias) is None

@@ -10,8 +10,8 @@ from typing import Any
 import MySQLdb
 import pytest
 
-from django_mysql_pooled import registry
-from django_mysql_pooled.session import detach_after_fork
+from django_mysql_pooled.pool import registry
+from django_mysql_pooled.session.native import detach_after_fork
 from tests.conftest import WrapperFactory
 from tests.server import admin_connect
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from django_mysql_pooled import pool as pool_module
-from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
-from django_mysql_pooled.pool import LIFETIME_JITTER, ConnectionPool
-from django_mysql_pooled.pool_state import Waiter
+from django_mysql_pooled.pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from django_mysql_pooled.pool import pool as pool_module
+from django_mysql_pooled.pool.pool import LIFETIME_JITTER, ConnectionPool
+from django_mysql_pooled.pool.state import Waiter
 from tests.fake_connections import (
     ConnectError,
     ConnectionLost,
@@ -182,12 +182,24 @@ def test_timeout_message_names_the_timeout_of_the_call(make: MakePool) -> None:
         pool.getconn(timeout=0)
 
 
-def test_pool_errors_are_mysqldb_operational_errors() -> None:
+def test_backend_pool_errors_are_the_cores_and_mysqldb_operational_errors() -> None:
     import MySQLdb
 
-    for error in (PoolTimeout, PoolClosed, TooManyRequests):
-        assert issubclass(error, PoolError)
-        assert issubclass(error, MySQLdb.OperationalError)
+    from django_mysql_pooled import errors as public
+    from django_mysql_pooled.session.factory import DjangoPool
+
+    pairs = (
+        (public.PoolTimeout, PoolTimeout),
+        (public.PoolClosed, PoolClosed),
+        (public.TooManyRequests, TooManyRequests),
+    )
+    for backend, core in pairs:
+        assert issubclass(backend, core)
+        assert issubclass(backend, public.PoolError)
+        assert issubclass(backend, PoolError)
+        assert issubclass(backend, MySQLdb.OperationalError)
+    errors = DjangoPool.errors
+    assert (errors.timeout, errors.closed, errors.too_many_requests) == tuple(backend for backend, _ in pairs)
 
 
 def test_waiters_are_served_in_fifo_order(make_real: MakePool, real_factory: FakeFactory) -> None:

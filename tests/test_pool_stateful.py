@@ -15,8 +15,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from django_mysql_pooled.errors import PoolClosed, PoolTimeout
-from django_mysql_pooled.pool_state import COUNTERS
+from django_mysql_pooled.pool.errors import PoolClosed, PoolTimeout
+from django_mysql_pooled.pool.stats import COUNTERS
 from tests.fake_connections import ConnectError, FakeClock, FakeConnection, FakeFactory, start
 
 MIN_SIZE, MAX_SIZE = 1, 3

@@ -17,11 +17,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_mysql_pooled import stats
 from django_mysql_pooled.errors import PoolTimeout
-from django_mysql_pooled.prometheus import PoolCollector
-from django_mysql_pooled.snapshots import read_snapshots
-from django_mysql_pooled.stats import Publisher, publisher_for, stats_dir
+from django_mysql_pooled.monitoring import publisher as stats
+from django_mysql_pooled.monitoring.prometheus import PoolCollector
+from django_mysql_pooled.monitoring.publisher import Publisher, publisher_for, stats_dir
+from django_mysql_pooled.monitoring.snapshots import read_snapshots
 from tests.conftest import WrapperFactory
 
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from django.db import models
 
-from django_mysql_pooled.query import CancellableQuerySet
+from django_mysql_pooled.cancel.queryset import CancellableQuerySet
 
 
 class Product(models.Model):
@@ -46,7 +46,7 @@ class Review(models.Model):
     ``manage.py seed_reviews`` fills it with a few hundred thousand rows, so a
     bad query (a backtracking regular expression over every ``body``) runs for
     many minutes unless it is killed. ``objects`` is a
-    :class:`~django_mysql_pooled.query.CancellableQuerySet` manager so that
+    :class:`~django_mysql_pooled.cancel.queryset.CancellableQuerySet` manager so that
     ``Review.objects.filter(...).cancellable(...)`` type-checks; at run time
     ``cancellable()`` is on every queryset anyway (``AppConfig.ready()``).
     """

@@ -37,7 +37,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from django_mysql_pooled import QueryCancelled, registry
+from django_mysql_pooled import QueryCancelled
+from django_mysql_pooled.pool import registry
 from shop.models import Order, Product, Review
 
 logger = logging.getLogger(__name__)

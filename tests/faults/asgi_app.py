@@ -23,7 +23,7 @@ from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from django_mysql_pooled import registry
+from django_mysql_pooled.pool import registry
 from tests.testapp.models import Item
 
 #: Seconds each request keeps its connection busy on the server.

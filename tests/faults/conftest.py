@@ -31,9 +31,9 @@ import MySQLdb
 import pytest
 from django.db import connections
 
-from django_mysql_pooled import registry
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
-from django_mysql_pooled.pool import ConnectionPool
+from django_mysql_pooled.pool import registry
+from django_mysql_pooled.pool.pool import ConnectionPool
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable
 from tests.faults.proxy import Proxy
 

@@ -1,6 +1,6 @@
 """``manage.py poolstats``: the pools of every live process, and the server's view.
 
-Reads the snapshots the pools publish (see :mod:`django_mysql_pooled.stats`);
+Reads the snapshots the pools publish (see :mod:`django_mysql_pooled.monitoring.publisher`);
 this command opens no pool of its own. The server's view comes from one plain,
 unpooled connection per database.
 """
@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from django_mysql_pooled.config import parse_pool_config
-from django_mysql_pooled.snapshots import ScanResult, query_server, read_snapshots
-from django_mysql_pooled.stats import stats_dir
+from django_mysql_pooled.monitoring.publisher import stats_dir
+from django_mysql_pooled.monitoring.snapshots import ScanResult, query_server, read_snapshots
 
 #: Table columns: (heading, stats key).
 COLUMNS = (
@@ -171,7 +171,7 @@ class Command(BaseCommand):
     def _print_prometheus(self, scan: ScanResult, only: str | None) -> None:
         from prometheus_client import CollectorRegistry, generate_latest
 
-        from django_mysql_pooled.prometheus import SnapshotCollector
+        from django_mysql_pooled.monitoring.prometheus import SnapshotCollector
 
         snapshots = [s for s in scan.snapshots if only is None or s["alias"] == only]
         collectors = CollectorRegistry(auto_describe=False)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from django_mysql_pooled.session import (
+from django_mysql_pooled.session.native import (
     METHOD_CHANGE_USER,
     METHOD_RESET_CONNECTION,
     SERVER_MORE_RESULTS_EXIST,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 __all__ = ["Watchdog", "watchdog"]
 
-logger = logging.getLogger("django_mysql_pooled")
+logger = logging.getLogger(__name__)
 
 
 class Deadlined(Protocol):

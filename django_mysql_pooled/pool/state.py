@@ -1,10 +1,11 @@
-"""The bookkeeping under :class:`~django_mysql_pooled.pool.ConnectionPool`.
+"""The pool's bookkeeping: entries, waiters, slots and counters under one lock.
 
 An entry per open connection, a waiter per blocked checkout, the slot count
 (``max_size`` is a cap on open connections *plus* slots reserved by threads
-opening one), the counters of the statistics, the primitives that move an
-entry or a slot on, and the maintenance thread's loop. The policy (which
-connection a checkout gets, when one expires) lives in ``pool.py``.
+opening one), the statistics, and the primitives that move an entry or a
+slot on. The policy (which connection a checkout gets, when one is checked,
+reset or closed) is layered on top: ``validation.py``, ``maintenance.py``,
+``pool.py``.
 """
 
 from __future__ import annotations
@@ -16,51 +17,19 @@ import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from django_mysql_pooled.pool import ConnectionPool
+from django_mysql_pooled.pool import stats
 
-__all__ = ["COUNTERS", "LIFETIME_JITTER", "Entry", "PoolState", "Waiter", "maintain"]
+__all__ = ["CLOSED", "LIFETIME_JITTER", "PENDING", "SLOT", "Entry", "PoolState", "Waiter"]
 
-logger = logging.getLogger("django_mysql_pooled")
+logger = logging.getLogger(__name__)
 
 C = TypeVar("C")
 
 #: Fraction of ``max_lifetime`` by which each connection's lifetime is
 #: shortened at random, so connections opened together do not expire together.
 LIFETIME_JITTER = 0.05
-
-#: The counters of :meth:`PoolState.get_stats` (the sizes are computed).
-COUNTERS = (
-    "requests_num",
-    "requests_queued",
-    "requests_wait_ms",
-    "requests_errors",
-    "requests_timeouts",
-    "requests_rejected",
-    "usage_ms",
-    "returns_bad",
-    "connections_num",
-    "connections_ms",
-    "connections_errors",
-    "connections_lost",
-    "resets_num",
-    "resets_ms",
-    "resets_failed",
-    "resets_reset_connection",
-    "resets_change_user",
-    "resets_reconnect",
-    "closes_lifetime",
-    "closes_idle",
-    "closes_broken",
-    "returns_rolled_back",
-    "returns_reclaimed",
-    "checks_fast",
-    "checks_ping",
-    "checks_failed",
-    "leaks_detected",
-)
 
 PENDING = object()  # a waiter's result before it is served
 SLOT = object()  # the waiter may open a new connection itself
@@ -124,6 +93,7 @@ class PoolState(Generic[C]):
         self,
         connect: Callable[[float | None], C],
         close: Callable[[C], None],
+        *,
         name: str,
         min_size: int,
         max_size: int,
@@ -146,7 +116,7 @@ class PoolState(Generic[C]):
         self.max_connecting = 2
         self._opened = False
         self._closed = False
-        self._stats: dict[str, float] = dict.fromkeys(COUNTERS, 0)
+        self._stats: dict[str, float] = dict.fromkeys(stats.COUNTERS, 0)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "new"
@@ -164,15 +134,15 @@ class PoolState(Generic[C]):
             conn = self._connect(max(deadline - started, 0.0))
         except BaseException:
             with self._lock:
-                self._stats["connections_errors"] += 1
+                self._stats[stats.CONNECTIONS_ERRORS] += 1
                 self._opening -= 1
                 self._release_slot_locked()
                 self._grow_locked()
             raise
         now = self._clock()
         with self._lock:
-            self._stats["connections_num"] += 1
-            self._stats["connections_ms"] += (now - started) * 1000
+            self._stats[stats.CONNECTIONS_NUM] += 1
+            self._stats[stats.CONNECTIONS_MS] += (now - started) * 1000
             self._opening -= 1
             self._grow_locked()
         lifetime = self.max_lifetime * (1.0 - random.random() * LIFETIME_JITTER)  # noqa: S311
@@ -230,8 +200,9 @@ class PoolState(Generic[C]):
     def get_stats(self) -> dict[str, int]:
         """Return the pool's sizes and counters (a flat ``dict[str, int]``).
 
-        Names follow psycopg_pool where one exists; ``*_ms`` values are
-        milliseconds. See the statistics reference in the docs.
+        The keys are defined in :mod:`django_mysql_pooled.pool.stats`
+        (psycopg_pool's names where one exists; ``*_ms`` values are
+        milliseconds).
         """
         with self._lock:
             return self._stats_locked()
@@ -239,61 +210,25 @@ class PoolState(Generic[C]):
     def pop_stats(self) -> dict[str, int]:
         """Return :meth:`get_stats` and reset the counters (not the sizes)."""
         with self._lock:
-            stats = self._stats_locked()
+            current = self._stats_locked()
             self._stats = dict.fromkeys(self._stats, 0.0)  # keep every key seen: series must not vanish
-        return stats
+        return current
 
     def _stats_locked(self) -> dict[str, int]:
         # *_ms counters add up float milliseconds: sub-millisecond resets count.
-        stats = {key: int(value) for key, value in self._stats.items()}
-        stats.update(
-            pool_min=self.min_size,
-            pool_max=self.max_size,
-            pool_size=self._nconns,
-            pool_available=len(self._idle),
-            connections_in_use=len(self._in_use),
-            requests_waiting=len(self._waiters),
-            requests_longest_wait_ms=int((self._clock() - self._waiters[0].since) * 1000) if self._waiters else 0,
-        )
-        return stats
+        current = {key: int(value) for key, value in self._stats.items()}
+        current[stats.POOL_MIN] = self.min_size
+        current[stats.POOL_MAX] = self.max_size
+        current[stats.POOL_SIZE] = self._nconns
+        current[stats.POOL_AVAILABLE] = len(self._idle)
+        current[stats.CONNECTIONS_IN_USE] = len(self._in_use)
+        current[stats.REQUESTS_WAITING] = len(self._waiters)
+        waited = self._clock() - self._waiters[0].since if self._waiters else 0.0
+        current[stats.REQUESTS_LONGEST_WAIT_MS] = int(waited * 1000)
+        return current
 
     def count(self, key: str, value: int = 1) -> None:
-        """Add *value* to counter *key* (used by the Django side and cancellation)."""
+        """Add *value* to counter *key*, one of :mod:`~django_mysql_pooled.pool.stats`'s (used by
+        the Django side and cancellation)."""
         with self._lock:
             self._stats[key] = self._stats.get(key, 0) + value
-
-
-def _periodically(
-    ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float, work: str, *, first: bool
-) -> None:
-    """Call the pool's method *work* every *interval* seconds (at once if *first*)
-    until *stop* is set or the pool is closed or garbage-collected; the thread
-    holds the pool only while working on it."""
-    if not first and stop.wait(interval):
-        return
-    while True:
-        pool = ref()
-        if pool is None or pool.closed:
-            return
-        try:
-            getattr(pool, work)()
-        except Exception:  # noqa: BLE001 - the thread must survive anything
-            logger.exception("pool %r: %s failed", pool.name, work)
-        del pool
-        if stop.wait(interval):
-            return
-
-
-def maintain(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
-    """Body of the maintenance thread: :meth:`ConnectionPool.maintenance_round` now, then every *interval*."""
-    _periodically(ref, stop, interval, "maintenance_round", first=True)
-
-
-def guard(ref: weakref.ref[ConnectionPool[Any]], stop: threading.Event, interval: float) -> None:
-    """Body of the guard thread: cuts off resets still running at their checkout's deadline.
-
-    A reset blocks on the network with no timeout of its own (a stalled link or
-    server), so a separate thread, not the maintenance thread (which may itself
-    be blocked opening a connection), bounds it to the deadline plus *interval*.
-    """
-    _periodically(ref, stop, interval, "interrupt_overdue_resets", first=False)

@@ -5,7 +5,7 @@ alias, server, pool options, stats, timestamp; never the password) into the
 stats directory: owner-only permissions, atomic replace, at most about once a
 second and only when the stats changed (plus a heartbeat), removed when the
 pool closes or the process exits. ``manage.py poolstats`` reads them with
-:func:`django_mysql_pooled.snapshots.read_snapshots`.
+:func:`django_mysql_pooled.monitoring.snapshots.read_snapshots`.
 
 The directory is ``settings.DJANGO_MYSQL_POOLED_STATS_DIR``, else the
 ``DJANGO_MYSQL_POOLED_STATS_DIR`` environment variable, else
@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 __all__ = ["SETTING", "STALE_AFTER", "Publisher", "publisher_for", "stats_dir"]
 
-logger = logging.getLogger("django_mysql_pooled")
+logger = logging.getLogger(__name__)
 
 #: The Django setting (and environment variable) naming the stats directory.
 SETTING = "DJANGO_MYSQL_POOLED_STATS_DIR"

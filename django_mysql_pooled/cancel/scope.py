@@ -3,7 +3,7 @@
 :func:`cancel_scope` installs a Django execute wrapper
 (``connection.execute_wrapper``) for the duration of one evaluation. Each
 statement run under it is recorded as an :class:`_Execution`; the process-wide
-watchdog thread (:mod:`django_mysql_pooled.watchdog`) kills it when the scope's
+watchdog thread (:mod:`django_mysql_pooled.cancel.watchdog`) kills it when the scope's
 deadline passes or one of its tokens is cancelled.
 
 Race safety (the problem of go-sql-driver/mysql#496: a late ``KILL QUERY``
@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
 
-from django_mysql_pooled.errors import CancelReason, QueryCancelled
-from django_mysql_pooled.killer import Killer, killer_for
-from django_mysql_pooled.watchdog import watchdog
+from django_mysql_pooled.cancel.errors import CancelReason, QueryCancelled
+from django_mysql_pooled.cancel.killer import Killer, killer_for
+from django_mysql_pooled.cancel.watchdog import watchdog
+from django_mysql_pooled.pool import stats
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -155,7 +156,7 @@ def kill(scope: _Scope, reason: CancelReason) -> None:
             execution.state = _State.KILLED if sent else _State.KILL_FAILED
             _cond.notify_all()
     if sent and execution.pool is not None:
-        execution.pool.count("kills_sent")
+        execution.pool.count(stats.KILLS_SENT)
 
 
 class _Hook:
@@ -252,7 +253,7 @@ class _Hook:
 
     def _count(self, error: QueryCancelled) -> QueryCancelled:
         if self.pool is not None:
-            self.pool.count("queries_cancelled")
+            self.pool.count(stats.QUERIES_CANCELLED)
         return error
 
 

@@ -21,7 +21,7 @@ import MySQLdb
 
 __all__ = ["Killer", "killer_for"]
 
-logger = logging.getLogger("django_mysql_pooled")
+logger = logging.getLogger(__name__)
 
 #: Connection parameters the killer copies from the Django connection's.
 _COPIED = (

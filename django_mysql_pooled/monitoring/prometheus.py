@@ -3,7 +3,7 @@
 In a process with pools::
 
     from prometheus_client import REGISTRY
-    from django_mysql_pooled.prometheus import PoolCollector
+    from django_mysql_pooled.monitoring.prometheus import PoolCollector
 
     REGISTRY.register(PoolCollector())
 
@@ -23,24 +23,11 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from django_mysql_pooled import registry
+from django_mysql_pooled.pool import registry, stats
 
-__all__ = ["GAUGES", "PREFIX", "PoolCollector", "SnapshotCollector"]
+__all__ = ["PREFIX", "PoolCollector", "SnapshotCollector"]
 
 PREFIX = "django_mysql_pooled_"
-
-#: The stats that are current values (sizes); every other stat is a counter.
-GAUGES = frozenset(
-    {
-        "pool_min",
-        "pool_max",
-        "pool_size",
-        "pool_available",
-        "connections_in_use",
-        "requests_waiting",
-        "requests_longest_wait_ms",
-    }
-)
 
 Row = tuple[Sequence[str], Mapping[str, int]]
 
@@ -48,16 +35,21 @@ Row = tuple[Sequence[str], Mapping[str, int]]
 def _families(label_names: Sequence[str], rows: Iterable[Row]) -> Iterator[Metric]:
     """One metric family per stat key, one sample per row (label values, stats)."""
     families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
-    for labels, stats in rows:
-        for key in sorted(stats):
+    for labels, values in rows:
+        for key in sorted(values):
             family = families.get(key)
             if family is None:
-                kind = GaugeMetricFamily if key in GAUGES else CounterMetricFamily
-                unit = "milliseconds" if key.endswith("_ms") else ""
-                documentation = f"Connection pool statistic {key}" + (f" ({unit})" if unit else "")
-                family = families[key] = kind(PREFIX + key, documentation, labels=list(label_names))
-            family.add_metric(list(labels), stats[key])
+                family = families[key] = _family(key, label_names)
+            family.add_metric(list(labels), values[key])
     yield from families.values()
+
+
+def _family(key: str, label_names: Sequence[str]) -> GaugeMetricFamily | CounterMetricFamily:
+    stat = stats.BY_NAME.get(key)
+    if stat is None:  # a key of a newer version, read from a snapshot
+        return CounterMetricFamily(PREFIX + key, f"Connection pool statistic {key}", labels=list(label_names))
+    kind = GaugeMetricFamily if stat.kind == "gauge" else CounterMetricFamily
+    return kind(PREFIX + key, f"{stat.help} Unit: {stat.unit}.", labels=list(label_names))
 
 
 class PoolCollector(Collector):
@@ -72,7 +64,7 @@ class PoolCollector(Collector):
 
 
 class SnapshotCollector(Collector):
-    """The stats of published snapshots (see :mod:`django_mysql_pooled.snapshots`)."""
+    """The stats of published snapshots (see :mod:`django_mysql_pooled.monitoring.snapshots`)."""
 
     def __init__(self, snapshots: Iterable[Mapping[str, Any]]) -> None:
         self._snapshots = list(snapshots)

@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from django_mysql_pooled.config import PoolConfig, parse_pool_config
-from django_mysql_pooled.snapshots import query_server
+from django_mysql_pooled.monitoring.snapshots import query_server
 
 __all__ = ["check_pool_settings", "check_pool_server", "server_messages", "settings_messages"]
 

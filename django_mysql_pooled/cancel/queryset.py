@@ -1,7 +1,7 @@
 """``QuerySet.cancellable()``: the QuerySet side of query cancellation.
 
 :class:`CancellableQuerySetMixin` runs each evaluation of a queryset inside a
-:func:`~django_mysql_pooled.cancel.cancel_scope`, and its async methods kill
+:func:`~django_mysql_pooled.cancel.scope.cancel_scope`, and its async methods kill
 the running query when the awaiting task is cancelled.
 :func:`patch_queryset` adds ``cancellable()`` to every QuerySet and Manager
 (called from ``AppConfig.ready()`` unless
@@ -20,7 +20,7 @@ from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
-from django_mysql_pooled.cancel import CancelToken, cancel_scope, task_token
+from django_mysql_pooled.cancel.scope import CancelToken, cancel_scope, task_token
 
 __all__ = ["CancellableQuerySet", "CancellableQuerySetMixin", "patch_queryset"]
 
@@ -63,7 +63,7 @@ class CancellableQuerySetMixin(QuerySet[_M]):
 
         :param timeout: seconds (float) for the whole of each evaluation (every
             statement it runs, prefetches included); ``None``: no deadline.
-        :param token: a :class:`~django_mysql_pooled.cancel.CancelToken` whose
+        :param token: a :class:`~django_mysql_pooled.cancel.scope.CancelToken` whose
             ``cancel()`` kills the running query.
         :raises ValueError: *timeout* is not a positive number.
 

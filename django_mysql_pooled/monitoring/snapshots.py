@@ -1,4 +1,4 @@
-"""Read the snapshots published by :mod:`django_mysql_pooled.stats`, and the server's view.
+"""Read the snapshots published by :mod:`django_mysql_pooled.monitoring.publisher`, and the server's view.
 
 Only what can be trusted is returned: symlinks, other users' files, files with
 loose permissions and malformed files are skipped with a warning; files of
@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from django_mysql_pooled.stats import STALE_AFTER, private_dir_problem, private_problem, stats_dir, unlink
+from django_mysql_pooled.monitoring.publisher import (
+    STALE_AFTER,
+    private_dir_problem,
+    private_problem,
+    stats_dir,
+    unlink,
+)
 
 __all__ = ["ScanResult", "pid_alive", "query_server", "read_snapshots"]
 

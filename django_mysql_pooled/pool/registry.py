@@ -13,7 +13,7 @@ import os
 import threading
 from typing import Any
 
-from django_mysql_pooled.pool import ConnectionPool
+from django_mysql_pooled.pool.pool import ConnectionPool
 
 __all__ = ["all_pools", "forget_all_after_fork", "get_pool", "publish_pool", "remove_pool"]
 

@@ -1,0 +1,168 @@
+"""Checking a connection before it is handed out, and resetting it, under the guard thread's watch.
+
+With ``reset_on="checkin"`` a connection was reset when it was returned, so a
+checkout only validates it: a connection returned less than
+``validation_window`` seconds ago is checked with the injected zero-round-trip
+``alive`` (one ``poll()`` of its socket), an older one with ``check`` (a
+ping); HikariCP's ``aliveBypassWindowMs`` follows the same reasoning. With
+``reset_on="checkout"`` the reset is the validation.
+
+Resets and pings block on the network with no timeout of their own: the guard
+thread (:meth:`ValidatedPoolState.interrupt_overdue_resets`) cuts off one
+still running at its checkout's deadline with the injected ``interrupt``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django_mysql_pooled.pool import stats
+from django_mysql_pooled.pool.state import C, Entry, PoolState
+
+__all__ = ["MIN_RESET_TIME", "Outcome", "ValidatedPoolState"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a reset is always allowed before the guard may cut it off, however
+#: little of the checkout's ``timeout`` is left.
+MIN_RESET_TIME = 1.0
+
+
+class Outcome(enum.Enum):
+    """What a validation, reset or check made of an entry."""
+
+    #: Usable: hand it out (or keep it).
+    OK = enum.auto()
+    #: Closed; its slot is kept for the caller, who opens or takes another.
+    REPLACE = enum.auto()
+    #: Closed after the guard cut the call off at the deadline; its slot is released.
+    CUT_OFF = enum.auto()
+
+
+class ValidatedPoolState(PoolState[C]):
+    """The pool's bookkeeping plus validation at checkout and guarded resets."""
+
+    def __init__(
+        self,
+        connect: Callable[[float | None], C],
+        close: Callable[[C], None],
+        *,
+        reset: Callable[[C], str] | None,
+        reset_on: str,
+        alive: Callable[[C], bool] | None,
+        check: Callable[[C], object] | None,
+        validation_window: float,
+        interrupt: Callable[[C], None] | None,
+        timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(connect, close, **kwargs)
+        self.timeout = timeout
+        self._reset = reset
+        #: Whether :meth:`putconn` resets (``reset_on="checkin"``).
+        self.resets_on_checkin = reset is not None and reset_on == "checkin"
+        self._alive, self._check = alive, check
+        self.validation_window = validation_window
+        self._interrupt = interrupt if (reset is not None or check is not None) else None
+        self._resetting: dict[int, Entry[C]] = {}  # resets in progress, for the guard
+
+    def _validate(self, entry: Entry[C], deadline: float) -> Outcome:
+        """Validate (or, with ``reset_on="checkout"``, reset) an idle entry for a checkout.
+
+        Expired, or returned too long ago and not answering a ping, or with a
+        socket the server or network closed: the entry is closed
+        (:attr:`Outcome.REPLACE`).
+        """
+        if self._clock() >= entry.expires_at:
+            self._discard(entry, stats.CLOSES_LIFETIME, keep_slot=True)
+            return Outcome.REPLACE
+        if self._reset is None:
+            entry.fresh = False
+            return Outcome.OK
+        if not self.resets_on_checkin:
+            entry.fresh = False
+            return self._guarded_call(entry, deadline, self._reset, "reset")
+        # Reset when it was returned (or never used): validate only.
+        if self._check is not None and self._clock() - entry.used_at >= self.validation_window:
+            return self._guarded_call(entry, deadline, self._check, "check")
+        if self._alive is not None and not self._alive(entry.conn):
+            logger.warning("pool %r: discarding an idle connection the server or network closed", self.name)
+            with self._lock:
+                self._stats[stats.CHECKS_FAILED] += 1
+                self._stats[stats.CONNECTIONS_LOST] += 1
+            self._discard(entry, stats.CLOSES_BROKEN, keep_slot=True)
+            return Outcome.REPLACE
+        with self._lock:
+            self._stats[stats.CHECKS_FAST] += 1
+        return Outcome.OK
+
+    def _guarded_call(
+        self, entry: Entry[C], deadline: float, work: Callable[[C], object], kind: str, *, keep_slot: bool = True
+    ) -> Outcome:
+        """Run *work* (a reset or a check) on *entry* under the guard thread's watch.
+
+        On failure the entry is closed, its slot kept for the caller when
+        *keep_slot* (:attr:`Outcome.REPLACE`) or released when the guard cut
+        the call off at *deadline* (:attr:`Outcome.CUT_OFF`).
+        """
+        if self._interrupt is not None:
+            with self._lock:
+                # Bounded by the deadline, but never cut shorter than MIN_RESET_TIME
+                # (timeout=0 means "do not queue", not "no reset").
+                entry.reset_deadline = max(deadline, self._clock() + MIN_RESET_TIME)
+                entry.interrupted = False
+                self._resetting[id(entry)] = entry
+        started = self._clock()
+        try:
+            result = work(entry.conn)
+        except BaseException as exc:  # any failure means "do not hand out"
+            logger.warning("pool %r: discarding a connection whose %s failed: %r", self.name, kind, exc)
+            with self._lock:
+                self._resetting.pop(id(entry), None)
+                self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
+                self._stats[stats.CONNECTIONS_LOST] += 1
+            interrupted = not isinstance(exc, Exception)
+            self._discard(entry, stats.CLOSES_BROKEN, keep_slot=keep_slot and not (interrupted or entry.interrupted))
+            if interrupted:
+                raise
+            return Outcome.CUT_OFF if entry.interrupted else Outcome.REPLACE
+        elapsed = self._clock() - started
+        with self._lock:
+            self._resetting.pop(id(entry), None)
+            if not entry.interrupted:
+                if kind == "reset":
+                    self._stats[stats.RESETS_NUM] += 1
+                    self._stats[stats.RESETS_MS] += elapsed * 1000
+                    key = stats.reset_key(str(result))
+                    self._stats[key] = self._stats.get(key, 0) + 1
+                else:
+                    self._stats[stats.CHECKS_PING] += 1
+        if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
+            self._discard(entry, stats.CLOSES_BROKEN)
+            return Outcome.CUT_OFF
+        return Outcome.OK
+
+    def interrupt_overdue_resets(self) -> None:
+        """Cut off resets still running past their checkout's deadline (the guard thread).
+
+        Runs the injected ``interrupt`` under the pool's lock, so the checking-out
+        thread cannot close the connection meanwhile.
+        """
+        with self._lock:
+            if not self._resetting:
+                return
+            now = self._clock()
+            for key, entry in list(self._resetting.items()):
+                if now >= entry.reset_deadline and self._interrupt is not None:
+                    del self._resetting[key]
+                    entry.interrupted = True
+                    logger.warning(
+                        "pool %r: a connection's reset was still running at the checkout deadline", self.name
+                    )
+                    try:
+                        self._interrupt(entry.conn)
+                    except Exception:  # noqa: BLE001 - the reset then ends on its own
+                        logger.warning("pool %r: could not interrupt a reset", self.name, exc_info=True)

@@ -1,0 +1,125 @@
+"""Build an alias's pool over mysqlclient: the connect, reset, validation and close callables.
+
+The pool core (:mod:`django_mysql_pooled.pool`) knows nothing of MySQL; this
+module gives it what it calls: open a connection with the alias's connection
+parameters, reset and restore one (:class:`~.restore.SessionRestorer`), check
+one without a round trip (:func:`~.native.socket_alive`) or with a ping, cut a
+stalled call off (:func:`~.native.interrupt`), drop one inherited through
+``fork()`` (:func:`~.native.detach_after_fork`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import MySQLdb
+
+from django_mysql_pooled.config import PoolConfig
+from django_mysql_pooled.pool.pool import ConnectionPool
+from django_mysql_pooled.session.errors import DRIVER_ERRORS
+from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
+from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
+
+__all__ = ["DjangoPool", "build_pool", "open_connection"]
+
+
+class DjangoPool(ConnectionPool[Any]):
+    """The pool plus what the Django side needs to know about its sessions.
+
+    Raises the backend's pool errors (:mod:`django_mysql_pooled.errors`),
+    which Django's ``wrap_database_errors`` turns into
+    :class:`django.db.OperationalError`.
+    """
+
+    errors = DRIVER_ERRORS
+
+    def __init__(self, *args: Any, config: PoolConfig, restorer: SessionRestorer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config = config
+        #: What every reset restores (Django's isolation level among it).
+        self.restorer = restorer
+
+
+def build_pool(
+    alias: str, params: dict[str, Any], config: PoolConfig, *, isolation_level: str | None, autocommit: bool
+) -> DjangoPool:
+    """The pool of *alias*, not opened yet.
+
+    :param params: mysqlclient's ``connect()`` keyword arguments (Django's
+        ``get_connection_params()``).
+    :param isolation_level: Django's, restored by every reset (``None``: the server's).
+    :param autocommit: the alias's ``AUTOCOMMIT``, restored by every reset.
+    """
+    restorer = SessionRestorer(params, isolation_level=isolation_level, autocommit=autocommit)
+    return DjangoPool(
+        lambda timeout: open_connection(alias, params, timeout),
+        **_placement(config, restorer),
+        shared=_shared,
+        close=_close,
+        detach=detach_after_fork,
+        interrupt=interrupt,
+        name=alias,
+        min_size=config.min_size,
+        max_size=config.max_size,
+        timeout=config.timeout,
+        max_waiting=config.max_waiting,
+        max_lifetime=config.max_lifetime,
+        max_idle=config.max_idle,
+        leak_timeout=config.leak_timeout,
+        config=config,
+        restorer=restorer,
+    )
+
+
+def open_connection(alias: str, params: dict[str, Any], timeout: float | None) -> Any:
+    """Open a new server connection for the pool (called in any thread).
+
+    :param timeout: seconds left before the checkout's deadline; the
+        connect timeout when ``params`` sets none (rounded up, at least 1).
+    :raises MySQLdb.OperationalError: the driver's error, its message naming
+        the alias and the server it tried (bad credentials, unknown database,
+        nothing listening, not a MySQL server, too many connections).
+    """
+    kwargs = dict(params)
+    if timeout is not None and "connect_timeout" not in kwargs:
+        kwargs["connect_timeout"] = max(1, math.ceil(timeout))
+    try:
+        conn: Any = MySQLdb.connect(**kwargs)
+    except MySQLdb.OperationalError as exc:
+        where = kwargs.get("unix_socket") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        raise type(exc)(exc.args[0], f"{message} (database {alias!r} at {where})") from exc
+    # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
+    if conn.encoders.get(bytes) is bytes:
+        conn.encoders.pop(bytes)
+    remember_new_session(conn)
+    return conn
+
+
+def _placement(config: PoolConfig, restorer: SessionRestorer) -> dict[str, Any]:
+    """The pool's reset and validation callables for ``OPTIONS["pool"]["reset"]``."""
+    if config.reset is False:
+        return {"reset": _ping, "reset_on": "checkout"}  # a ping only (system check W001)
+    if config.reset == "checkout":
+        return {"reset": restorer, "reset_on": "checkout"}
+    return {
+        "reset": restorer,
+        "reset_on": "checkin",
+        "alive": socket_alive,
+        "check": _ping,
+        "validation_window": config.validation_window,
+    }
+
+
+def _ping(conn: Any) -> str:
+    conn.ping()
+    return "ping"
+
+
+def _close(conn: Any) -> None:
+    conn.close()
+
+
+def _shared(wrapper: Any) -> bool:
+    return bool(wrapper.allow_thread_sharing)
