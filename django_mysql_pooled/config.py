@@ -143,7 +143,30 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
     :raises ImproperlyConfigured: unknown key, wrong type, negative value,
         ``min_size > max_size``, ``max_size == 0`` or ``CONN_MAX_AGE != 0``.
     """
-    raw, _driver = split_options(settings_dict.get("OPTIONS") or {})
+    raw = _as_mapping(alias, split_options(settings_dict.get("OPTIONS") or {})[0])
+    if raw is None:
+        return None
+    unknown = sorted(set(raw) - set(_FIELDS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] has unknown key {unknown[0]!r}; "
+            f"allowed keys: {', '.join(sorted(_FIELDS))}."
+        )
+    values = {key: _coerce(alias, key, value) for key, value in raw.items()}
+    config = PoolConfig(**values)  # type: ignore[arg-type]
+    _check_sizes(alias, config, raw)
+    conn_max_age = settings_dict.get("CONN_MAX_AGE", 0)
+    if conn_max_age != 0:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] = {conn_max_age!r} cannot be combined "
+            "with OPTIONS['pool']: the pool owns connection lifetime. Set CONN_MAX_AGE "
+            "to 0 and use the pool's max_lifetime / max_idle instead."
+        )
+    return config
+
+
+def _as_mapping(alias: str, raw: object) -> Mapping[str, Any] | None:
+    """``OPTIONS["pool"]`` as a mapping of options, ``None`` when pooling is off."""
     if raw is None or raw is False:
         return None
     if isinstance(raw, str):
@@ -155,21 +178,17 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
                 f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: "
                 "use True, False or a dict of pool options."
             )
-        raw = {}
+        return {}
     if raw is True:
-        raw = {}
+        return {}
     if not isinstance(raw, Mapping):
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['OPTIONS']['pool'] = {raw!r} is invalid: use True, False or a dict of pool options."
         )
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise ImproperlyConfigured(
-            f"DATABASES[{alias!r}]['OPTIONS']['pool'] has unknown key {unknown[0]!r}; "
-            f"allowed keys: {', '.join(sorted(_FIELDS))}."
-        )
-    values = {key: _coerce(alias, key, value) for key, value in raw.items()}
-    config = PoolConfig(**values)  # type: ignore[arg-type]
+    return raw
+
+
+def _check_sizes(alias: str, config: PoolConfig, raw: Mapping[str, Any]) -> None:
     if config.max_size < 1:
         raise _fail(alias, "max_size", raw.get("max_size"), "an integer >= 1")
     if config.min_size > config.max_size:
@@ -177,11 +196,3 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
             f"DATABASES[{alias!r}]['OPTIONS']['pool']: min_size={config.min_size} is "
             f"larger than max_size={config.max_size}; lower min_size or raise max_size."
         )
-    conn_max_age = settings_dict.get("CONN_MAX_AGE", 0)
-    if conn_max_age != 0:
-        raise ImproperlyConfigured(
-            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] = {conn_max_age!r} cannot be combined "
-            "with OPTIONS['pool']: the pool owns connection lifetime. Set CONN_MAX_AGE "
-            "to 0 and use the pool's max_lifetime / max_idle instead."
-        )
-    return config

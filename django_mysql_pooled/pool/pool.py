@@ -68,7 +68,7 @@ class ConnectionPool(MaintainedPoolState[C]):
     #: of the driver's ``OperationalError``).
     errors: ClassVar[ErrorClasses] = ErrorClasses()
 
-    def __init__(
+    def __init__(  # long: the documented signature, forwarded by keyword to the layers below
         self,
         connect: Callable[[float | None], C],
         *,
@@ -259,14 +259,6 @@ class ConnectionPool(MaintainedPoolState[C]):
                 return
         if isinstance(result, Entry):
             self._discard(result, stats.CLOSES_LIFETIME)
-
-    def _timeout_message(self, waited: float, wait: float) -> str:
-        return (
-            f"could not get a connection for database {self.name!r} within {waited:.3f} s "
-            f"(timeout={wait} s): max_size={self.max_size}, in use={len(self._in_use)}, "
-            f"idle={len(self._idle)}, waiting={len(self._waiters)}. Raise OPTIONS['pool']['max_size'] "
-            "or ['timeout'], or return connections sooner."
-        )
 
     # -- checkin ----------------------------------------------------------
 

@@ -189,6 +189,14 @@ class PoolState(Generic[C]):
             self._opening += 1
             self._waiters.popleft().serve(SLOT)
 
+    def _timeout_message(self, waited: float, wait: float) -> str:
+        return (
+            f"could not get a connection for database {self.name!r} within {waited:.3f} s "
+            f"(timeout={wait} s): max_size={self.max_size}, in use={len(self._in_use)}, "
+            f"idle={len(self._idle)}, waiting={len(self._waiters)}. Raise OPTIONS['pool']['max_size'] "
+            "or ['timeout'], or return connections sooner."
+        )
+
     def _safe_close(self, conn: C) -> None:
         try:
             self._close_conn(conn)

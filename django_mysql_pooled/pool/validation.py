@@ -118,32 +118,39 @@ class ValidatedPoolState(PoolState[C]):
         started = self._clock()
         try:
             result = work(entry.conn)
-        except BaseException as exc:  # any failure means "do not hand out"
-            logger.warning("pool %r: discarding a connection whose %s failed: %r", self.name, kind, exc)
-            with self._lock:
-                self._resetting.pop(id(entry), None)
-                self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
-                self._stats[stats.CONNECTIONS_LOST] += 1
-            interrupted = not isinstance(exc, Exception)
-            self._discard(entry, stats.CLOSES_BROKEN, keep_slot=keep_slot and not (interrupted or entry.interrupted))
-            if interrupted:
-                raise
-            return Outcome.CUT_OFF if entry.interrupted else Outcome.REPLACE
-        elapsed = self._clock() - started
-        with self._lock:
-            self._resetting.pop(id(entry), None)
-            if not entry.interrupted:
-                if kind == "reset":
-                    self._stats[stats.RESETS_NUM] += 1
-                    self._stats[stats.RESETS_MS] += elapsed * 1000
-                    key = stats.reset_key(str(result))
-                    self._stats[key] = self._stats.get(key, 0) + 1
-                else:
-                    self._stats[stats.CHECKS_PING] += 1
+        except BaseException as exc:  # noqa: BLE001 - any failure: do not hand out (non-Exceptions re-raised)
+            return self._call_failed(entry, kind, exc, keep_slot=keep_slot)
+        self._count_success(entry, kind, result, self._clock() - started)
         if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
             self._discard(entry, stats.CLOSES_BROKEN)
             return Outcome.CUT_OFF
         return Outcome.OK
+
+    def _call_failed(self, entry: Entry[C], kind: str, exc: BaseException, *, keep_slot: bool) -> Outcome:
+        """Close *entry* after its reset or check raised *exc* (re-raised unless an ``Exception``)."""
+        logger.warning("pool %r: discarding a connection whose %s failed: %r", self.name, kind, exc)
+        with self._lock:
+            self._resetting.pop(id(entry), None)
+            self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
+            self._stats[stats.CONNECTIONS_LOST] += 1
+        interrupted = not isinstance(exc, Exception)
+        self._discard(entry, stats.CLOSES_BROKEN, keep_slot=keep_slot and not (interrupted or entry.interrupted))
+        if interrupted:
+            raise exc
+        return Outcome.CUT_OFF if entry.interrupted else Outcome.REPLACE
+
+    def _count_success(self, entry: Entry[C], kind: str, result: object, elapsed: float) -> None:
+        with self._lock:
+            self._resetting.pop(id(entry), None)
+            if entry.interrupted:
+                return
+            if kind == "reset":
+                self._stats[stats.RESETS_NUM] += 1
+                self._stats[stats.RESETS_MS] += elapsed * 1000
+                key = stats.reset_key(str(result))
+                self._stats[key] = self._stats.get(key, 0) + 1
+            else:
+                self._stats[stats.CHECKS_PING] += 1
 
     def interrupt_overdue_resets(self) -> None:
         """Cut off resets still running past their checkout's deadline (the guard thread).

@@ -6,7 +6,7 @@ prepared statements, handlers, transactions) run in one checkout of a pooled
 connection (``max_size=1``) on the private server, interleaved with the root
 account changing globals and role grants during that checkout. After
 ``close()`` the next checkout (the same server connection) must have the
-fingerprint (:mod:`tests.fingerprint`) of a stock connection opened afresh
+fingerprint (:mod:`tests.session.fingerprint`) of a stock connection opened afresh
 with the same settings. Statement errors are recorded, not raised. Every
 global changed is put back and every role dropped after each example.
 Sequences the fuzzer once failed on are kept as explicit examples (``FOUND``).
@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from tests.faults.conftest import PoolTarget, PoolTargetFactory
 from tests.faults.mariadb import DATABASE, USER, PrivateMariaDB, requires_mariadbd
-from tests.fingerprint import (
+from tests.session.fingerprint import (
     Probes,
     diff,
     explain,

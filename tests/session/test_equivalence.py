@@ -2,7 +2,7 @@
 
 Each action dirties a pooled session (``max_size=1``: the same server
 connection next time). After ``close()`` and a new checkout, the session's
-fingerprint (:mod:`tests.fingerprint`: every session variable, schema, role,
+fingerprint (:mod:`tests.session.fingerprint`: every session variable, schema, role,
 locks, temporary tables, transaction, and what the client library believes)
 must equal that of a stock connection opened afresh with the same settings.
 The stock backend with a persistent connection runs the same actions and
@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from tests.conftest import WrapperFactory
-from tests.fingerprint import Probes, diff, explain, fingerprint, fresh_fingerprint
+from tests.session.fingerprint import Probes, diff, explain, fingerprint, fresh_fingerprint
 
 #: Where the reset runs: at checkin (the default) or at checkout.
 PLACEMENTS: dict[str, dict[str, object]] = {

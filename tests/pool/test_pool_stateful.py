@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from django_mysql_pooled.pool.errors import PoolClosed, PoolTimeout
 from django_mysql_pooled.pool.stats import COUNTERS
-from tests.fake_connections import ConnectError, FakeClock, FakeConnection, FakeFactory, start
+from tests.pool.fake_connections import ConnectError, FakeClock, FakeConnection, FakeFactory, start
 
 MIN_SIZE, MAX_SIZE = 1, 3
 MAX_IDLE, MAX_LIFETIME = 1_000.0, 10_000.0

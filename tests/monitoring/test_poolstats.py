@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from django_mysql_pooled.management.commands import poolstats
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Checks out argv[1] connections of the default pool, then waits for stdin to close.
 WORKER = """
