@@ -11,13 +11,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("_ext"))
 
 project = "django-mysql-pooled"
 author = "django-mysql-pooled developers"
 copyright = "django-mysql-pooled developers"  # noqa: A001 - Sphinx's name
 release = "0.1.0"
 
-extensions = ["sphinx.ext.autodoc"]
+extensions = ["sphinx.ext.autodoc", "statstable"]
 
 # The modules documented with autodoc import Django and MySQLdb but read no
 # settings at import time, so no DJANGO_SETTINGS_MODULE and no django.setup().

@@ -21,20 +21,21 @@ from django.db import connections
 from django_mysql_pooled.config import parse_pool_config
 from django_mysql_pooled.monitoring.publisher import stats_dir
 from django_mysql_pooled.monitoring.snapshots import ScanResult, query_server, read_snapshots
+from django_mysql_pooled.pool import stats
 
 #: Table columns: (heading, stats key).
 COLUMNS = (
-    ("SIZE", "pool_size"),
-    ("IN USE", "connections_in_use"),
-    ("IDLE", "pool_available"),
-    ("WAITING", "requests_waiting"),
-    ("MAX", "pool_max"),
-    ("REQUESTS", "requests_num"),
-    ("WAIT MS", "requests_wait_ms"),
-    ("TIMEOUTS", "requests_timeouts"),
-    ("OPENED", "connections_num"),
-    ("LOST", "connections_lost"),
-    ("LEAKS", "leaks_detected"),
+    ("SIZE", stats.POOL_SIZE),
+    ("IN USE", stats.CONNECTIONS_IN_USE),
+    ("IDLE", stats.POOL_AVAILABLE),
+    ("WAITING", stats.REQUESTS_WAITING),
+    ("MAX", stats.POOL_MAX),
+    ("REQUESTS", stats.REQUESTS_NUM),
+    ("WAIT MS", stats.REQUESTS_WAIT_MS),
+    ("TIMEOUTS", stats.REQUESTS_TIMEOUTS),
+    ("OPENED", stats.CONNECTIONS_NUM),
+    ("LOST", stats.CONNECTIONS_LOST),
+    ("LEAKS", stats.LEAKS_DETECTED),
 )
 
 
@@ -43,7 +44,7 @@ def total(snapshots: list[dict[str, Any]]) -> dict[str, int]:
     result: dict[str, int] = {}
     for snapshot in snapshots:
         for key, value in snapshot["stats"].items():
-            if key == "requests_longest_wait_ms":
+            if key == stats.REQUESTS_LONGEST_WAIT_MS:
                 result[key] = max(result.get(key, 0), value)
             else:
                 result[key] = result.get(key, 0) + value
@@ -140,7 +141,7 @@ class Command(BaseCommand):
         for alias in self._aliases(scan, only):
             snapshots = [s for s in scan.snapshots if s["alias"] == alias]
             view = self._server_view(alias) if server else {}
-            combined = sum(s["stats"].get("pool_max", 0) for s in snapshots)
+            combined = sum(s["stats"].get(stats.POOL_MAX, 0) for s in snapshots)
             totals = total(snapshots)
             totals["processes"] = len(snapshots)
             databases[alias] = {
