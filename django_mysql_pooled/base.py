@@ -30,6 +30,8 @@ __all__ = ["DatabaseWrapper"]
 
 logger = logging.getLogger(__name__)
 
+_DEFAULT_LEVEL = object()  # OPTIONS without "isolation_level"
+
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
     """Django's MySQL ``DatabaseWrapper`` whose connections come from a pool."""
@@ -45,6 +47,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pool_reused = False
         self._pending_setup: list[str] | None = None
         self._setup_broken = False
+        #: (OPTIONS, its isolation_level, Django's isolation level) of the last
+        #: get_connection_params() that did the stock backend's work.
+        self._isolation_seen: tuple[Any, Any, str | None] | None = None
         fork.track(self)
 
     # -- the pool ---------------------------------------------------------
@@ -64,7 +69,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         config = parse_pool_config(self.alias, self.settings_dict)
         if config is None:
             return None
-        params = self.get_connection_params()  # sets self.isolation_level
+        params = self._driver_params()  # sets self.isolation_level
         pool = build_pool(
             self.alias,  # the pool must not keep this thread's wrapper alive
             params,
@@ -82,9 +87,28 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             pool.close()
 
     def get_connection_params(self) -> dict[str, Any]:
-        # Per connection, as the stock backend: validates OPTIONS (a copy() of the
-        # wrapper may differ from the pool's) and sets self.isolation_level.
-        params: dict[str, Any] = super().get_connection_params()
+        """The driver's ``connect()`` arguments (without the pool's options); sets ``isolation_level``.
+
+        With a pool built, a checkout does not use them: only the isolation
+        level (which a ``copy()`` of the wrapper may change) is looked at
+        again, and the stock backend's work is repeated only when
+        ``OPTIONS`` is another object or its ``isolation_level`` changed.
+
+        :raises ImproperlyConfigured: an invalid ``isolation_level`` (Django's check).
+        """
+        pool = registry.get_pool(self.alias) if self.alias != NO_DB_ALIAS else None
+        options = self.settings_dict["OPTIONS"]
+        level = options.get("isolation_level", _DEFAULT_LEVEL)
+        seen = self._isolation_seen
+        if pool is not None and seen is not None and seen[0] is options and seen[1] == level:
+            self.isolation_level = seen[2]
+            return pool.restorer.params  # type: ignore[attr-defined, no-any-return]
+        params = self._driver_params()
+        self._isolation_seen = (options, level, self.isolation_level)
+        return params
+
+    def _driver_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()  # validates OPTIONS
         _raw, driver = split_options(params)
         return driver
 

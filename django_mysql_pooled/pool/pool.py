@@ -151,6 +151,9 @@ class ConnectionPool(MaintainedPoolState[C]):
         with self._lock:
             self._in_use[id(entry.conn)] = entry
             self._stats[stats.REQUESTS_NUM] += 1
+            if entry.checked_fast:
+                entry.checked_fast = False
+                self._stats[stats.CHECKS_FAST] += 1
         return entry.conn
 
     def _checkout(self, started: float, deadline: float, wait: float) -> Entry[C]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final, Literal
 
-__all__ = ["BY_NAME", "COUNTERS", "GAUGES", "STATS", "Stat", "reset_key"]
+__all__ = ["BY_NAME", "COUNTERS", "GAUGES", "RESET_KEYS", "STATS", "Stat", "reset_key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +132,21 @@ GAUGES: Final = frozenset(stat.name for stat in STATS if stat.kind == "gauge")
 COUNTERS: Final = tuple(stat.name for stat in STATS if stat.kind == "counter" and not stat.late)
 
 
+#: The counter of each reset method a reset callable may return.
+RESET_KEYS: Final = {
+    "reset_connection": RESETS_RESET_CONNECTION,
+    "change_user": RESETS_CHANGE_USER,
+    "reconnect": RESETS_RECONNECT,
+    "ping": RESETS_PING,
+}
+
+
 def reset_key(method: str) -> str:
     """The counter of resets done by *method* (what a reset callable returned).
 
     :raises KeyError: *method* names no known reset method.
     """
-    key = f"resets_{method}"
-    if key not in BY_NAME or key in (RESETS_NUM, RESETS_MS, RESETS_FAILED):
-        raise KeyError(f"unknown reset method {method!r}")
-    return key
+    try:
+        return RESET_KEYS[method]
+    except KeyError:
+        raise KeyError(f"unknown reset method {method!r}") from None

@@ -95,8 +95,7 @@ class ValidatedPoolState(PoolState[C]):
                 self._stats[stats.CONNECTIONS_LOST] += 1
             self._discard(entry, stats.CLOSES_BROKEN, keep_slot=True)
             return Outcome.REPLACE
-        with self._lock:
-            self._stats[stats.CHECKS_FAST] += 1
+        entry.checked_fast = True  # counted with the checkout, under the same lock
         return Outcome.OK
 
     def _guarded_call(
@@ -147,7 +146,7 @@ class ValidatedPoolState(PoolState[C]):
             if kind == "reset":
                 self._stats[stats.RESETS_NUM] += 1
                 self._stats[stats.RESETS_MS] += elapsed * 1000
-                key = stats.reset_key(str(result))
+                key = stats.reset_key(result)  # type: ignore[arg-type]
                 self._stats[key] = self._stats.get(key, 0) + 1
             else:
                 self._stats[stats.CHECKS_PING] += 1

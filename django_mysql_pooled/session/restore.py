@@ -79,10 +79,14 @@ def remember_new_session(conn: Any) -> None:
     """Record, on a connection just opened, what its client side looks like new.
 
     The character set and Python encoding mysqlclient chose at connect time
-    are put back by :class:`SessionRestorer` if a checkout changed them.
+    are put back by :class:`SessionRestorer` if a checkout changed them. The
+    server's kind (MariaDB, or MySQL with roles) does not change during a
+    connection, so it is read once here.
     """
     conn._dmp_charset = conn.character_set_name()
     conn._dmp_encoding = conn.encoding
+    conn._dmp_mariadb = "mariadb" in conn.get_server_info().lower()
+    conn._dmp_mysql_roles = not conn._dmp_mariadb and _mysql_has_roles(conn)
     remember_fd(conn)
 
 
@@ -104,6 +108,7 @@ class SessionRestorer:
         self.autocommit = autocommit
         self.use_reset_connection = native_client().reset_connection is not None
         self._statements = self._setup_statements()
+        self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
 
     def _setup_statements(self) -> list[str]:
         """What a new connection runs after the handshake, in its order.
@@ -162,13 +167,12 @@ class SessionRestorer:
         """
         if conn.character_set_name() != conn._dmp_charset or conn.encoding != conn._dmp_encoding:
             conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
-        mariadb = "mariadb" in conn.get_server_info().lower()
-        statements = [f"USE {quote_name(self.database)}"] if self.database else []
-        if not mariadb and _mysql_has_roles(conn):
-            statements.append("SET ROLE DEFAULT")
-        setup = [*self._statements, f"SET autocommit = {int(self.autocommit)}"]
-        tail = ["SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")]
-        row = _run(conn, [*statements, *setup, *tail])
+        mariadb: bool = conn._dmp_mariadb
+        key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
+        row = _run(conn, batch)
         if not self.database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
         if mariadb and row[3]:
@@ -179,10 +183,21 @@ class SessionRestorer:
             # SET ROLE survives the reset: activate the default role, then run the
             # setup again so that it runs under the role a new connection has.
             role = "NONE" if row[2] is None else quote_name(row[2])
-            _run(conn, [f"SET ROLE {role}", *setup, "SELECT 1"])
+            _run(conn, _join([f"SET ROLE {role}", *self._setup(), "SELECT 1"]).encode(conn.encoding))
         schema = native_client().schema(conn)
         if self.database and schema is not None and schema != self.database:
             conn.select_db(self.database)  # session_track_schema is off: tell the client library
+
+    def _setup(self) -> list[str]:
+        return [*self._statements, f"SET autocommit = {int(self.autocommit)}"]
+
+    def _batch(self, mariadb: bool, mysql_roles: bool) -> str:
+        """The restore batch: schema, role, setup, then a row that tells what the reset left."""
+        statements = [f"USE {quote_name(self.database)}"] if self.database else []
+        if mysql_roles:
+            statements.append("SET ROLE DEFAULT")
+        tail = "SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")
+        return _join([*statements, *self._setup(), tail])
 
 
 def _mysql_has_roles(conn: Any) -> bool:
@@ -194,18 +209,30 @@ def _mysql_has_roles(conn: Any) -> bool:
         return False
 
 
-def _run(conn: Any, statements: list[str]) -> tuple[Any, ...]:
-    """Run *statements* in one round trip; return the last one's first row."""
-    cursor = conn.cursor()
-    try:
-        # Separators start a line: a comment at the end of init_command ends before them.
-        cursor.execute("\n;".join(statements))
-        row = cursor.fetchone()
-        while cursor.nextset():
-            row = cursor.fetchone()
-        return tuple(row or ())
-    finally:
-        cursor.close()
+def _join(statements: list[str]) -> str:
+    # Separators start a line: a comment at the end of init_command ends before them.
+    return "\n;".join(statements)
+
+
+def _run(conn: Any, batch: bytes) -> tuple[Any, ...]:
+    """Run the statements of *batch* in one round trip; return the last result set's first row.
+
+    Through mysqlclient's low-level calls (``query``, ``store_result``,
+    ``next_result``: MySQL's C API for multiple statements,
+    https://dev.mysql.com/doc/c-api/8.0/en/c-api-multiple-queries.html) rather
+    than a cursor, which would add its bookkeeping to every checkin.
+
+    :raises MySQLdb.Error: a statement failed (the server runs none after it).
+    """
+    conn.query(batch)
+    row: tuple[Any, ...] = ()
+    while True:
+        result = conn.store_result()
+        if result is not None:
+            rows = result.fetch_row()
+            row = rows[0] if rows else ()
+        if conn.next_result() != 0:
+            return row
 
 
 def _refuse_pending_results(conn: Any) -> None:
