@@ -20,6 +20,21 @@ _counter = itertools.count()
 WrapperFactory = Callable[..., BaseDatabaseWrapper]
 
 
+class DrainingWrapper(PooledWrapper):
+    """The pooled wrapper, whose ``close()`` also waits for the return workers to reset the connection.
+
+    The pool resets a returned connection on a worker thread; tests that look
+    at the pool's statistics or the server right after ``close()`` would race
+    it. Tests of the asynchronous return itself use ``pooled(drain=False)``.
+    """
+
+    def _close(self) -> None:
+        pool = self._pool_of_connection
+        super()._close()
+        if pool is not None:
+            assert pool.drain(), "the return workers did not finish within 30 s"
+
+
 def _settings(**overrides: Any) -> dict[str, Any]:
     base = copy.deepcopy(connections["default"].settings_dict)
     options = overrides.pop("OPTIONS", None)
@@ -34,10 +49,11 @@ def pooled(transactional_db: None, django_db_blocker: Any) -> Iterator[WrapperFa
     """Build pooled wrappers with their own alias (and pool); all closed afterwards."""
     made: list[PooledWrapper] = []
 
-    def make(pool: Any = True, alias: str | None = None, **overrides: Any) -> PooledWrapper:
+    def make(pool: Any = True, alias: str | None = None, drain: bool = True, **overrides: Any) -> PooledWrapper:
         options = overrides.pop("OPTIONS", {})
         options = {**options, "pool": pool}
-        wrapper = PooledWrapper(_settings(OPTIONS=options, **overrides), alias or f"pooled{next(_counter)}")
+        kind = DrainingWrapper if drain else PooledWrapper
+        wrapper = kind(_settings(OPTIONS=options, **overrides), alias or f"pooled{next(_counter)}")
         made.append(wrapper)
         return wrapper
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import threading
 import traceback
@@ -18,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from django_mysql_pooled.pool import stats, tasks
+from django_mysql_pooled.pool import returns, stats, tasks
 from django_mysql_pooled.pool.state import CLOSED, C, Entry
 from django_mysql_pooled.pool.validation import ValidatedPoolState
 
@@ -39,6 +40,7 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         leak_timeout: float | None,
         maintenance_interval: float,
         guard_interval: float,
+        num_workers: int,
         shared: Callable[[Any], bool] | None,
         detach: Callable[[C], None] | None,
         **kwargs: Any,
@@ -48,6 +50,9 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         self._shared = shared
         self._detach = detach or close
         self._guard_interval = guard_interval
+        self._num_workers = num_workers if self.resets_on_checkin else 0
+        self._return_queue: queue.SimpleQueue[Entry[C]] = queue.SimpleQueue()
+        self._return_workers: list[threading.Thread] = []  # started by open()
         periods = [p / 2 for p in (max_idle, self.max_lifetime, leak_timeout or 0.0) if p > 0]
         self._interval = max(0.01, min([maintenance_interval, *periods]))
         self._pid = os.getpid()
@@ -81,6 +86,8 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         self._worker = tasks.start(
             self, _maintenance_round, purpose="maintenance", stop=self._stop, interval=self._interval, first=True
         )
+        if self._num_workers:
+            self._return_workers = returns.start_workers(self, self._return_queue, self._num_workers)
         if self._interrupt is not None:
             # Not the maintenance thread, which may itself be blocked opening a connection.
             tasks.start(
@@ -88,16 +95,20 @@ class MaintainedPoolState(ValidatedPoolState[C]):
             )
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close idle connections, fail waiters with :class:`PoolClosed`, stop the worker.
+        """Close idle connections, fail waiters with :class:`PoolClosed`, stop the threads.
 
-        Connections checked out now are closed when they are returned.
+        Connections checked out now are closed when they are returned; those
+        returned and waiting for a return worker are closed now.
+
+        :param timeout: seconds to wait for each background thread to end.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            idle = list(self._idle)
+            idle = [*self._idle, *self._returning.values()]  # queued returns are not reset now
             self._idle.clear()
+            self._returning.clear()
             self._nconns -= len(idle)
             # Served under the lock: a waiter timing out now must not find itself pending.
             while self._waiters:
@@ -105,6 +116,7 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         for entry in idle:
             self._safe_close(entry.conn)
         self._stop.set()
+        returns.stop_workers(self._return_queue, self._return_workers, timeout)
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
@@ -123,10 +135,13 @@ class MaintainedPoolState(ValidatedPoolState[C]):
 
         The pool is then closed; the child builds a new one.
         """
-        entries = list(self._idle) + list(self._in_use.values())
+        entries = list(self._idle) + list(self._in_use.values()) + list(self._returning.values())
         self._lock = threading.Lock()  # the parent's may have been held at fork()
         self._idle.clear()
         self._in_use.clear()
+        self._returning.clear()
+        self._return_queue = queue.SimpleQueue()  # its entries are detached below
+        self._return_workers = []
         self._waiters.clear()
         self._nconns = self._opening = 0
         self._closed = True

@@ -61,6 +61,9 @@ class ConnectionPool(MaintainedPoolState[C]):
     :param detach: drops a connection inherited through ``fork()``.
     :param name: a label for logs, thread names and messages (the alias).
     :param clock: a monotonic clock in seconds (injectable for tests).
+    :param num_workers: with ``reset_on="checkin"``: threads that reset
+        returned connections, so that :meth:`putconn` returns at once
+        (psycopg_pool's name); ``0``: the returning thread resets.
     :raises ValueError: inconsistent sizes or an unknown *reset_on*.
     """
 
@@ -92,6 +95,7 @@ class ConnectionPool(MaintainedPoolState[C]):
         maintenance_interval: float = 1.0,
         interrupt: Callable[[C], None] | None = None,
         guard_interval: float = 0.1,
+        num_workers: int = 0,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
@@ -116,6 +120,7 @@ class ConnectionPool(MaintainedPoolState[C]):
             leak_timeout=leak_timeout,
             maintenance_interval=maintenance_interval,
             guard_interval=guard_interval,
+            num_workers=num_workers,
             shared=shared,
             detach=detach,
         )
@@ -268,9 +273,10 @@ class ConnectionPool(MaintainedPoolState[C]):
     def putconn(self, conn: C, *, broken: bool = False, owner: object | None = None) -> None:
         """Return a connection checked out with :meth:`getconn`.
 
-        With ``reset_on="checkin"`` the connection is reset now, in the
-        calling thread (what the checkout left behind, locks included, is
-        released at once); a failed reset closes it. Never raises for that.
+        With ``reset_on="checkin"`` the connection is reset now (what the
+        checkout left behind, locks included, is released at once): by a
+        return worker (*num_workers*), or in the calling thread when they are
+        all busy; a failed reset closes it. Never raises for that.
 
         :param broken: close it instead of keeping it (errors made it unusable).
         :param owner: the *owner* given to :meth:`getconn`.
@@ -287,24 +293,14 @@ class ConnectionPool(MaintainedPoolState[C]):
             entry.stack = entry.owner = entry.thread = None
             if broken:
                 self._stats[stats.RETURNS_BAD] += 1
-            elif not self.resets_on_checkin and self._keep_locked(entry, now):
+            elif not self.resets_on_checkin:
+                if self._keep_locked(entry, now):
+                    return
+            elif self._return_workers and self._pending_returns_locked() < 2 * len(self._return_workers):
+                self._returning[id(entry)] = entry  # a worker resets it (returns.py)
+                self._return_queue.put(entry)
                 return
         if broken or not self.resets_on_checkin:
             self._discard(entry, stats.CLOSES_BROKEN if broken else stats.CLOSES_LIFETIME)
         else:
             self._reset_and_keep(entry)
-
-    def _reset_and_keep(self, entry: Entry[C]) -> None:
-        """Reset a returned entry, then hand it to a waiter or make it idle (closed if that fails)."""
-        if self._closed or self._clock() >= entry.expires_at:
-            self._discard(entry, stats.CLOSES_LIFETIME)
-            return
-        reset = self._reset
-        assert reset is not None  # resets_on_checkin
-        if self._guarded_call(entry, self._clock() + self.timeout, reset, "reset", keep_slot=False) is not Outcome.OK:
-            return  # closed, its slot released
-        entry.fresh = False
-        with self._lock:
-            if self._keep_locked(entry, self._clock()):
-                return
-        self._discard(entry, stats.CLOSES_LIFETIME)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,8 @@ class ValidatedPoolState(PoolState[C]):
         self.validation_window = validation_window
         self._interrupt = interrupt if (reset is not None or check is not None) else None
         self._resetting: dict[int, Entry[C]] = {}  # resets in progress, for the guard
+        self._returning: dict[int, Entry[C]] = {}  # returned, queued for a return worker
+        self._returns_in_flight = 0  # resets return workers are running
 
     def _validate(self, entry: Entry[C], deadline: float) -> Outcome:
         """Validate (or, with ``reset_on="checkout"``, reset) an idle entry for a checkout.
@@ -172,3 +175,49 @@ class ValidatedPoolState(PoolState[C]):
                         self._interrupt(entry.conn)
                     except Exception:  # noqa: BLE001 - the reset then ends on its own
                         logger.warning("pool %r: could not interrupt a reset", self.name, exc_info=True)
+
+    # -- resets at checkin -------------------------------------------------
+
+    def reset_returned(self, entry: Entry[C]) -> None:
+        """Reset an entry :meth:`putconn` queued (a return worker), unless :meth:`close` took it."""
+        with self._lock:
+            if self._returning.pop(id(entry), None) is None:
+                return
+            self._returns_in_flight += 1
+        try:
+            self._reset_and_keep(entry)
+        finally:
+            with self._lock:
+                self._returns_in_flight -= 1
+
+    def _pending_returns_locked(self) -> int:
+        """Returned connections queued for, or being reset by, a return worker."""
+        return len(self._returning) + self._returns_in_flight
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every connection returned so far has been reset (or closed) by the return workers.
+
+        :param timeout: seconds to wait at most.
+        :returns: whether the returns were all done within *timeout*.
+        """
+        deadline = self._clock() + timeout
+        while self._returning or self._returns_in_flight:
+            if self._clock() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def _reset_and_keep(self, entry: Entry[C]) -> None:
+        """Reset a returned entry, then hand it to a waiter or make it idle (closed if that fails)."""
+        if self._closed or self._clock() >= entry.expires_at:
+            self._discard(entry, stats.CLOSES_LIFETIME)
+            return
+        reset = self._reset
+        assert reset is not None  # resets_on_checkin
+        if self._guarded_call(entry, self._clock() + self.timeout, reset, "reset", keep_slot=False) is not Outcome.OK:
+            return  # closed, its slot released
+        entry.fresh = False
+        with self._lock:
+            if self._keep_locked(entry, self._clock()):
+                return
+        self._discard(entry, stats.CLOSES_LIFETIME)

@@ -128,6 +128,7 @@ def test_mute_network_bounds_the_reset_of_an_idle_connection(
     db = target.wrapper()
     select_one(db, 0, 0)
     db.close()  # one idle connection, about to be reset (or pinged) by the next checkout
+    assert target.pool.drain()
     time.sleep(target.pool.validation_window)
     outcome: list[str] = []
 
@@ -160,7 +161,11 @@ def test_mute_network_bounds_the_reset_of_an_idle_connection(
 def test_mute_network_bounds_the_reset_at_checkin(
     proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None]
 ) -> None:
-    """A checkin whose reset stalls on the network ends within ``timeout`` and closes the connection."""
+    """A checkin whose reset stalls on the network ends at once, and the reset within ``timeout``.
+
+    The return worker resets the connection; the guard thread cuts the stalled
+    reset off at the pool's ``timeout`` and the connection is closed.
+    """
     target = pool_target({"max_size": 1, "timeout": TIMEOUT}, via=proxy)
     db = target.wrapper()
     select_one(db, 0, 0)
@@ -172,11 +177,19 @@ def test_mute_network_bounds_the_reset_at_checkin(
         closer.join(TIMEOUT + TOLERANCE)
         hung = closer.is_alive()
         elapsed = time.monotonic() - started
+        reset_done = target.pool.drain(TIMEOUT + TOLERANCE)
+        reset_s = time.monotonic() - started
         proxy.cut()
     closer.join(30.0)
     stats = target.stats()
-    figures(checkin_ended_within_s=None if hung else elapsed, hung=hung, resets_failed=stats["resets_failed"])
-    assert not hung, f"close() was still blocked in the reset after {elapsed:.1f} s (timeout={TIMEOUT} s)"
+    figures(
+        checkin_ended_within_s=None if hung else elapsed,
+        hung=hung,
+        reset_ended_within_s=reset_s if reset_done else None,
+        resets_failed=stats["resets_failed"],
+    )
+    assert not hung, f"close() was still blocked after {elapsed:.1f} s (timeout={TIMEOUT} s)"
+    assert reset_done, f"the stalled reset was not cut off within {TIMEOUT + TOLERANCE} s"
     assert (stats["resets_failed"], stats["closes_broken"], stats["pool_size"]) == (1, 1, 0)
     select_one(target.wrapper(), 0, 1)  # a new connection serves the next checkout
 

@@ -35,6 +35,7 @@ def warm(target: PoolTarget, count: int) -> None:
     finally:
         for db in wrappers:
             db.close()
+    assert target.pool.drain(), "the return workers did not reset the connections"
     stats = target.stats()
     assert (stats["pool_size"], stats["pool_available"]) == (count, count)
 

@@ -77,7 +77,7 @@ def table_free(admin: Any, name: str) -> bool:
 def test_locks_are_released_at_checkin(
     pooled: WrapperFactory, admin: Any, table: str, reset: object, released: bool
 ) -> None:
-    db: Any = pooled({"max_size": 1, "reset": reset})
+    db: Any = pooled({"max_size": 1, "reset": reset}, drain=False)  # the return worker resets
     assert scalar(db, "SELECT GET_LOCK(%s, 0)", [LOCK]) == 1
     query(db, f"LOCK TABLES {table} WRITE")
     db.close()
