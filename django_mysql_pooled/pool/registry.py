@@ -23,11 +23,9 @@ _lock = threading.Lock()
 
 def get_pool(alias: str) -> ConnectionPool[Any] | None:
     """Return the live pool of *alias* in this process, or ``None``."""
-    pool = _pools.get(alias)
-    if pool is not None and pool.pid != os.getpid():  # pragma: no cover - the fork hook runs first
-        forget_all_after_fork()
-        return None
-    return pool
+    # No getpid() here (a system call per checkout): the fork hook below
+    # empties the registry in a child before any of its code runs.
+    return _pools.get(alias)
 
 
 def publish_pool(alias: str, pool: ConnectionPool[Any]) -> ConnectionPool[Any]:

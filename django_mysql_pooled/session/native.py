@@ -212,17 +212,21 @@ def socket_alive(conn: Any) -> bool:
     timeout, the check HikariCP and MariaDB Connector/J do instead of a ping
     for a connection used moments ago.
     """
-    fd = _fd(conn)
-    if fd is None:
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLPRI)
+    poller = getattr(conn, "_dmp_poller", None)
+    if poller is None:
+        fd = _fd(conn)
+        if fd is None:
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
     return not poller.poll(0)
 
 
 def remember_fd(conn: Any) -> None:
-    """Record *conn*'s socket descriptor (call right after connecting)."""
+    """Record *conn*'s socket descriptor and a poll object watching it (call right after connecting)."""
     conn._dmp_fd = conn.fileno()
+    conn._dmp_poller = select.poll()  # used by one thread at a time, as the connection
+    conn._dmp_poller.register(conn._dmp_fd, select.POLLIN | select.POLLPRI)
 
 
 def _fd(conn: Any) -> int | None:

@@ -107,31 +107,37 @@ class SessionRestorer:
         self.isolation_level = isolation_level
         self.autocommit = autocommit
         self.use_reset_connection = native_client().reset_connection is not None
-        self._statements = self._setup_statements()
         self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
 
-    def _setup_statements(self) -> list[str]:
+    def _setup(self, mariadb: bool) -> list[str]:
         """What a new connection runs after the handshake, in its order.
 
         ``init_command`` (the client library), then mysqlclient's
         ``set_character_set()`` and ``sql_mode``, then Django's
-        ``init_connection_state()`` and ``set_autocommit()``.
+        ``init_connection_state()`` and ``set_autocommit()``: the settings in
+        ONE ``SET`` statement (assignments apply left to right), since each
+        statement of a batch costs the server as much as a short query.
         """
         params = self.params
         statements = []
         init_command = str(params.get("init_command") or "").strip().rstrip(";").strip()
         if init_command:
             statements.append(init_command)
+        assignments = []
         charset, collation = params.get("charset"), params.get("collation")
         if charset:
-            statements.append(f"SET NAMES {charset}" + (f" COLLATE {collation}" if collation else ""))
+            assignments.append(f"NAMES {charset}" + (f" COLLATE {collation}" if collation else ""))
         if params.get("sql_mode"):
-            statements.append(f"SET SESSION sql_mode = {_hex_literal(str(params['sql_mode']))}")
+            assignments.append(f"sql_mode = {_hex_literal(str(params['sql_mode']))}")
         # Django sets SQL_AUTO_IS_NULL = 0 when the server enables it; 0 either way.
-        statements.append("SET SQL_AUTO_IS_NULL = 0")
+        assignments.append("SQL_AUTO_IS_NULL = 0")
         if self.isolation_level:
-            statements.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {self.isolation_level.upper()}")
-        return statements
+            # SET SESSION TRANSACTION ISOLATION LEVEL as an assignment; MySQL
+            # >= 5.7.20 names it transaction_isolation, MariaDB tx_isolation.
+            variable = "tx_isolation" if mariadb else "transaction_isolation"
+            assignments.append(f"{variable} = '{self.isolation_level.upper().replace(' ', '-')}'")
+        assignments.append(f"autocommit = {int(self.autocommit)}")
+        return [*statements, "SET " + ", ".join(assignments)]
 
     def __call__(self, conn: Any) -> str:
         """Reset *conn* and restore a new connection's session; return the method used.
@@ -183,13 +189,10 @@ class SessionRestorer:
             # SET ROLE survives the reset: activate the default role, then run the
             # setup again so that it runs under the role a new connection has.
             role = "NONE" if row[2] is None else quote_name(row[2])
-            _run(conn, _join([f"SET ROLE {role}", *self._setup(), "SELECT 1"]).encode(conn.encoding))
+            _run(conn, _join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
         schema = native_client().schema(conn)
         if self.database and schema is not None and schema != self.database:
             conn.select_db(self.database)  # session_track_schema is off: tell the client library
-
-    def _setup(self) -> list[str]:
-        return [*self._statements, f"SET autocommit = {int(self.autocommit)}"]
 
     def _batch(self, mariadb: bool, mysql_roles: bool) -> str:
         """The restore batch: schema, role, setup, then a row that tells what the reset left."""
@@ -197,7 +200,7 @@ class SessionRestorer:
         if mysql_roles:
             statements.append("SET ROLE DEFAULT")
         tail = "SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")
-        return _join([*statements, *self._setup(), tail])
+        return _join([*statements, *self._setup(mariadb), tail])
 
 
 def _mysql_has_roles(conn: Any) -> bool:
