@@ -169,7 +169,7 @@ def _as_credentials(alias: str, value: object) -> Credentials | None:
         raise ImproperlyConfigured(
             f"{key} is a {type(value).__name__}, not a callable (the value is not shown: it may be a secret); {fix}."
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _coerce(alias: str, key: str, value: object) -> object:

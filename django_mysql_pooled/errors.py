@@ -13,4 +13,12 @@ from __future__ import annotations
 from django_mysql_pooled.cancel.errors import CancelReason, QueryCancelled
 from django_mysql_pooled.session.errors import CredentialsError, PoolClosed, PoolError, PoolTimeout, TooManyRequests
 
-__all__ = ["CancelReason", "CredentialsError", "PoolClosed", "PoolError", "PoolTimeout", "QueryCancelled", "TooManyRequests"]
+__all__ = [
+    "CancelReason",
+    "CredentialsError",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "QueryCancelled",
+    "TooManyRequests",
+]

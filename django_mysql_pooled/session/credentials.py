@@ -4,6 +4,11 @@ The provider (AWS RDS IAM tokens live 15 minutes) is called for every new
 physical connection and for the reset ladder's ``COM_CHANGE_USER`` rung; its
 result is used for that one login and kept nowhere else: not in the pool's
 parameters, a snapshot, a log line, an exception message or a repr.
+
+A rotation races with logins: a thread may be handed the old secret just
+before the server stops accepting it. A new connection refused with
+``ER_ACCESS_DENIED_ERROR`` therefore asks the provider once more and, when it
+now returns other credentials, tries once with those.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import MySQLdb
+
 from django_mysql_pooled.config import Credentials
 from django_mysql_pooled.session.errors import CredentialsError
 
-__all__ = ["login", "with_credentials"]
+__all__ = ["connect_with_credentials", "login", "with_credentials"]
 
 _KEYS = frozenset({"user", "password"})
+_ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR
 
 
 def login(alias: str, provider: Credentials) -> tuple[str, str]:
@@ -49,3 +57,20 @@ def with_credentials(alias: str, params: Mapping[str, Any], provider: Credential
         kwargs.pop("passwd", None)
         kwargs["user"], kwargs["password"] = login(alias, provider)
     return kwargs
+
+
+def connect_with_credentials(alias: str, params: Mapping[str, Any], provider: Credentials | None) -> Any:
+    """``MySQLdb.connect()`` with the provider's credentials; once more with new ones after a refused login.
+
+    :raises MySQLdb.OperationalError: the server's error; :class:`CredentialsError`: the provider failed.
+    """
+    kwargs = with_credentials(alias, params, provider)
+    try:
+        return MySQLdb.connect(**kwargs)
+    except MySQLdb.OperationalError as exc:
+        if provider is None or not exc.args or exc.args[0] != _ACCESS_DENIED:
+            raise
+        again = with_credentials(alias, params, provider)
+        if (again["user"], again["password"]) == (kwargs["user"], kwargs["password"]):
+            raise
+    return MySQLdb.connect(**again)

@@ -17,8 +17,8 @@ import MySQLdb
 
 from django_mysql_pooled.config import Credentials, PoolConfig
 from django_mysql_pooled.pool.pool import ConnectionPool
-from django_mysql_pooled.session.credentials import with_credentials
-from django_mysql_pooled.session.errors import DRIVER_ERRORS
+from django_mysql_pooled.session.credentials import connect_with_credentials
+from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
 
@@ -89,11 +89,13 @@ def open_connection(
         nothing listening, not a MySQL server, too many connections).
     :raises CredentialsError: the credentials provider failed.
     """
-    kwargs = with_credentials(alias, params, credentials)
+    kwargs = dict(params)
     if timeout is not None and "connect_timeout" not in kwargs:
         kwargs["connect_timeout"] = max(1, math.ceil(timeout))
     try:
-        conn: Any = MySQLdb.connect(**kwargs)
+        conn: Any = connect_with_credentials(alias, kwargs, credentials)
+    except CredentialsError:
+        raise
     except MySQLdb.OperationalError as exc:
         where = kwargs.get("unix_socket") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
         message = exc.args[1] if len(exc.args) > 1 else str(exc)

@@ -153,9 +153,8 @@ def test_kill_query_when_tls_is_required(tls_wrapper: Any, tls_server: PrivateMa
     token = CancelToken()
     threading.Timer(0.3, token.cancel).start()
     # No timeout: no server-side limit either; only the killer's KILL QUERY can stop SLEEP(10).
-    with pytest.raises(QueryCancelled, match="CancelToken") as info, cancel_scope(db, token=token):
-        with db.cursor() as cursor:
-            cursor.execute("SELECT SLEEP(10)")
+    with pytest.raises(QueryCancelled, match="CancelToken") as info, cancel_scope(db, token=token), db.cursor() as cur:
+        cur.execute("SELECT SLEEP(10)")
     assert info.value.connection_id is not None
     assert db.pool.get_stats().get("kills_sent", 0) == 1
     assert session(db)[1]  # the connection is still usable, still encrypted

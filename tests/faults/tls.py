@@ -37,7 +37,8 @@ def make_certificates(directory: Path) -> Certificates:
     """Create ``ca.pem`` and ``server.pem``/``server-key.pem`` (for ``127.0.0.1``) in *directory*."""
     directory.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(directory, "req", "-x509", *ec, "-days", "2", "-subj", "/CN=dmp test CA", "-keyout", "ca-key.pem", "-out", "ca.pem")
+    ca = ["-subj", "/CN=dmp test CA", "-keyout", "ca-key.pem", "-out", "ca.pem"]
+    _openssl(directory, "req", "-x509", *ec, "-days", "2", *ca)
     _openssl(directory, "req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", "server-key.pem", "-out", "server.csr")
     (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
     _openssl(
