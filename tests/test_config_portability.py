@@ -131,7 +131,7 @@ def test_credentials_callable_and_dotted_path() -> None:
 
 
 def test_credentials_never_in_repr_or_as_dict() -> None:
-    provider = functools.partial(dict, user="app", password="s3cret-in-a-partial")
+    provider: Any = functools.partial(dict, user="app", password="s3cret-in-a-partial")
     config = parse({"credentials": provider})
     assert config is not None
     assert "s3cret" not in repr(config) and "credentials" not in repr(config)
