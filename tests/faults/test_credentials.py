@@ -142,14 +142,12 @@ def test_password_rotation_under_load(
 def test_a_login_racing_the_rotation_retries_with_the_new_secret(
     pool_target: PoolTargetFactory, provider: Rotating
 ) -> None:
-    db: Any = target_with(pool_target, provider, max_size=1).wrapper()
     stale = iter([{"user": ROTATING_USER, "password": SECRETS[0]}])
 
     def racing() -> dict[str, str]:  # handed the old secret just before the server stopped taking it
         return next(stale, None) or provider()
 
-    db.pool.close()
-    db = target_with(pool_target, racing, max_size=1).wrapper()
+    db: Any = target_with(pool_target, racing, max_size=1).wrapper()
     provider.rotate(SECRETS[1])
     assert query(db, "SELECT 1") == (1,)
     db.close()
