@@ -342,3 +342,25 @@ def test_the_collector_exposes_each_pool_of_this_process(pooled: WrapperFactory)
     assert families["django_mysql_pooled_pool_max"].type == "gauge"
     assert families["django_mysql_pooled_requests_num"].type == "counter"
     db.close()
+
+
+def test_help_lines_say_what_each_metric_means_and_its_unit(pooled: WrapperFactory) -> None:
+    db = pooled({"max_size": 3})
+    db.ensure_connection()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector())
+    text = generate_latest(registry).decode()
+    db.close()
+    expected = [
+        "# HELP django_mysql_pooled_pool_size Open connections plus slots reserved by checkouts opening one. "
+        "Unit: connections.",
+        "# HELP django_mysql_pooled_requests_wait_ms_total Time checkouts spent waiting in the queue. "
+        "Unit: milliseconds.",
+        "# HELP django_mysql_pooled_connections_errors_total Attempts to open a connection that failed. "
+        "Unit: connections.",
+        "# HELP django_mysql_pooled_connections_in_use Connections checked out now. Unit: connections.",
+    ]
+    lines = set(text.splitlines())
+    assert [line for line in expected if line not in lines] == []
+    helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert helps and not [line for line in helps if "statistic" in line or " Unit: " not in line]
