@@ -22,7 +22,7 @@ from bench.workloads import Context
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-WORKLOADS = ("poolcore", "roundtrips", "micro", "phases", "fairness", "http", "rtt", "spike")
+WORKLOADS = ("poolcore", "roundtrips", "micro", "phases", "fairness", "http", "rtt", "spike", "tls")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -74,6 +74,8 @@ def run(ctx: Context, only: set[str], profile: bool) -> tuple[dict[str, Any], di
         step("rtt", lambda: rtt(ctx, plan, results))
     if "spike" in only:
         results["spike"] = step("spike", lambda: workloads.spike(ctx))
+    if "tls" in only:
+        results["tls"] = step("tls", lambda: workloads.tls(ctx))
     return results, seconds
 
 

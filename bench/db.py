@@ -16,7 +16,12 @@ from bench.modes import DATABASE_NAME, ROWS, Server
 def connect(server: Server, port: int | None = None) -> Any:
     """A plain mysqlclient connection to *server* (or to *port* on its host: a proxy)."""
     return MySQLdb.connect(
-        host=server.host, port=port or server.port, user=server.user, password=server.password, connect_timeout=10
+        host=server.host,
+        port=port or server.port,
+        user=server.user,
+        password=server.password,
+        connect_timeout=10,
+        **server.tls_options(),
     )
 
 

@@ -5,6 +5,9 @@
 * C: django-db-connection-pool (SQLAlchemy ``QueuePool`` with pre-ping);
 * D: this backend, pool and ``COM_RESET_CONNECTION`` on checkout;
 * D0: this backend, pool without reset (``reset=False``: a ping per checkout).
+
+With ``ssl_ca`` (the ``tls`` workload, ``BENCH_DB_SSL_CA``) every mode connects
+over TLS and verifies the server's certificate (``ssl_mode = VERIFY_IDENTITY``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Server:
     port: int = 3306
     user: str = "root"
     password: str = ""
+    #: The CA certificate (PEM) of a server that requires TLS; empty: no TLS.
+    ssl_ca: str = ""
 
     @classmethod
     def from_env(cls) -> Server:
@@ -42,13 +47,29 @@ class Server:
             port=int(os.environ.get("BENCH_DB_PORT", "3306")),
             user=os.environ.get("BENCH_DB_USER", "root"),
             password=os.environ.get("BENCH_DB_PASSWORD", ""),
+            ssl_ca=os.environ.get("BENCH_DB_SSL_CA", ""),
         )
+
+    def tls_options(self) -> dict[str, Any]:
+        """``MySQLdb.connect()``/``OPTIONS`` arguments for TLS (none without :attr:`ssl_ca`)."""
+        return {"ssl": {"ca": self.ssl_ca}, "ssl_mode": "VERIFY_IDENTITY"} if self.ssl_ca else {}
 
 
 def database(
-    mode: str, *, host: str, port: int, user: str, password: str, max_size: int, min_size: int
+    mode: str,
+    *,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    max_size: int,
+    min_size: int,
+    tls: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the ``DATABASES["default"]`` of *mode*; the pools get *min_size*/*max_size*."""
+    """Return the ``DATABASES["default"]`` of *mode*; the pools get *min_size*/*max_size*.
+
+    :param tls: :meth:`Server.tls_options`, added to every mode's ``OPTIONS``.
+    """
     db: dict[str, Any] = {
         "ENGINE": "django.db.backends.mysql",
         "NAME": DATABASE_NAME,
@@ -57,7 +78,7 @@ def database(
         "HOST": host,
         "PORT": str(port),
         "CONN_MAX_AGE": 0,
-        "OPTIONS": {},
+        "OPTIONS": dict(tls or {}),
     }
     if mode == "A":
         return db
@@ -71,5 +92,5 @@ def database(
         pool: dict[str, Any] = {"min_size": min_size, "max_size": max_size, "timeout": 30.0}
         if mode == "D0":
             pool["reset"] = False
-        return {**db, "ENGINE": "django_mysql_pooled", "OPTIONS": {"pool": pool}}
+        return {**db, "ENGINE": "django_mysql_pooled", "OPTIONS": {**db["OPTIONS"], "pool": pool}}
     raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(LABELS)}")

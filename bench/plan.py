@@ -11,6 +11,8 @@ MODES = ("A", "B", "C", "D", "D0")
 PEAK_CONNECTIONS = 80
 #: Pooled modes (a checkout can wait), for the fairness workload.
 POOLED = ("C", "D", "D0")
+#: The modes of the TLS workload: a new TLS connection per request against the pool.
+TLS_MODES = ("A", "D")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Plan:
     fairness_threads: int = 32
     fairness_work_ms: float = 2.0
     pool_threads: tuple[int, ...] = (1, 16)
+    tls_threads: tuple[int, ...] = (1, 16)
 
 
 QUICK = Plan(
@@ -65,6 +68,7 @@ QUICK = Plan(
     pool_duration=0.2,
     fairness_duration=0.5,
     phase_cycles=300,
+    tls_threads=(1,),
 )
 
 MEDIUM = Plan(

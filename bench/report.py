@@ -155,5 +155,6 @@ def render(results: dict[str, Any]) -> str:
     lines += report_more.rtt_section(results) + report_more.roundtrip_section(results)
     lines += report_more.phases_section(results)
     lines += report_more.spike_section(results) + report_more.poolcore_section(results)
-    lines += report_more.fairness_section(results) + report_more.footer(results)
+    lines += report_more.fairness_section(results) + report_more.tls_section(results)
+    lines += report_more.footer(results)
     return "\n".join(lines) + "\n"

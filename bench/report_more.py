@@ -168,6 +168,40 @@ def fairness_section(results: dict[str, Any]) -> list[str]:
     return out + table(header, rows) + [""]
 
 
+def tls_section(results: dict[str, Any]) -> list[str]:
+    data = results.get("tls")
+    if not data:
+        return []
+    out = ["## 8. TLS: a new connection per request against the pool", ""]
+    out += [
+        "The micro workload (section 1) for A and D against a private MariaDB that requires TLS",
+        "(`require_secure_transport`, certificates made by `openssl` for the run, the server's certificate",
+        f"verified: `ssl_mode=VERIFY_IDENTITY`; cipher `{data['cipher']}`). A pays the TCP handshake, the",
+        "TLS handshake and the login on every request; D pays them once per pooled connection.",
+        "",
+    ]
+    rows = []
+    by_mode = data["micro"]
+    for count in sorted({t for runs in by_mode.values() for t in runs}, key=int):
+        for mode, runs_by_threads in by_mode.items():
+            runs = runs_by_threads.get(count, [])
+            rows.append(
+                [
+                    count,
+                    mode,
+                    mmm([r["cycles_per_s"] for r in runs]),
+                    mmm([r["latency_ms"]["p50"] for r in runs]),
+                    mmm([r["cpu_us_per_cycle"] for r in runs]),
+                    mmm([r["connects"] for r in runs]),
+                    str(sum(r["errors"] for r in runs)),
+                ]
+            )
+        cycles = {mode: [r["cycles_per_s"] for r in by_mode[mode].get(count, [])] for mode in ("A", "D")}
+        rows.append([count, "D/A", ratio_cell(ratios(cycles["D"], cycles["A"])), "", "", "", ""])
+    header = ["threads", "mode", "cycles/s", "p50 ms", "CPU us", "connections opened", "errors"]
+    return out + table(header, rows) + [""]
+
+
 def footer(results: dict[str, Any]) -> list[str]:
     seconds = results["meta"]["workload_seconds"]
     spent = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())

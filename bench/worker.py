@@ -113,6 +113,17 @@ def pool_stats() -> dict[str, Any]:
     return pool.get_stats() if pool is not None else {}
 
 
+def cipher() -> str:
+    """The TLS cipher of this worker's connection (``""``: not encrypted), then close it."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        value = str(cursor.fetchone()[1])
+    connection.close()
+    return value
+
+
 def handle(command: dict[str, Any]) -> Any:
     from bench import cycles
 
@@ -133,6 +144,8 @@ def handle(command: dict[str, Any]) -> Any:
         return cycles.phases(**command)
     if op == "pool_stats":
         return pool_stats()
+    if op == "cipher":
+        return cipher()
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -31,6 +31,7 @@ def mode_env(mode: str, server: Server, *, port: int, max_size: int, min_size: i
         BENCH_DB_HOST=server.host,
         BENCH_DB_USER=server.user,
         BENCH_DB_PASSWORD=server.password,
+        BENCH_DB_SSL_CA=server.ssl_ca,
         PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])),
     )
     return env

@@ -20,7 +20,7 @@ from typing import Any
 from bench import db
 from bench.httpload import Gunicorn, wrk
 from bench.modes import Server
-from bench.plan import MODES, POOLED, Plan, rotated
+from bench.plan import MODES, POOLED, TLS_MODES, Plan, rotated
 from bench.proxyctl import ProxyProcess
 from bench.site import counter
 from bench.workerctl import Worker, close_all, mode_env, start_workers
@@ -127,6 +127,23 @@ def _http_rounds(ctx: Context, servers: dict[str, Gunicorn], repeats: int) -> di
             out[mode].append(result)
         ctx.log(f"  http repeat {repeat + 1}/{repeats} done")
     return out
+
+
+def tls(ctx: Context) -> dict[str, Any]:
+    """The micro workload for A and D against a server that requires TLS (:mod:`bench.tls`).
+
+    A pays a TCP and TLS handshake and a login per request; D pays them once
+    per pooled connection. Returns the micro result shape, plus the server.
+    """
+    from bench.tls import tls_server
+
+    with tls_server(ctx.run_dir) as server:
+        tls_ctx = dataclasses.replace(ctx, server=server, modes=TLS_MODES)
+        sizes = {"max_size": ctx.plan.max_size}
+        with workers(tls_ctx, TLS_MODES, tag="tls", port=server.port, **sizes) as pool:
+            cipher = pool["D"].call("cipher")
+            result = micro(tls_ctx, pool, ctx.plan.tls_threads, ctx.plan.repeats)
+    return {"cipher": cipher, "micro": result}
 
 
 def roundtrips(ctx: Context) -> dict[str, Any]:

@@ -8,8 +8,23 @@ nothing.
 from __future__ import annotations
 
 from django_mysql_pooled.cancel.scope import CancelToken
-from django_mysql_pooled.errors import PoolClosed, PoolError, PoolTimeout, QueryCancelled, TooManyRequests
+from django_mysql_pooled.errors import (
+    CredentialsError,
+    PoolClosed,
+    PoolError,
+    PoolTimeout,
+    QueryCancelled,
+    TooManyRequests,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["CancelToken", "PoolClosed", "PoolError", "PoolTimeout", "QueryCancelled", "TooManyRequests"]
+__all__ = [
+    "CancelToken",
+    "CredentialsError",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "QueryCancelled",
+    "TooManyRequests",
+]

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
-__all__ = ["POOL_URL_PREFIX", "PoolConfig", "parse_pool_config", "split_options"]
+__all__ = ["POOL_URL_PREFIX", "PSYCOPG_POOL_ONLY", "Credentials", "PoolConfig", "parse_pool_config", "split_options"]
+
+#: ``OPTIONS["pool"]["credentials"]``: returns ``{"user": ..., "password": ...}``.
+Credentials = Callable[[], Mapping[str, Any]]
 
 #: Prefix of the flat ``OPTIONS`` keys a ``DATABASE_URL`` query string yields,
 #: e.g. ``?pool_max_size=20`` -> ``OPTIONS["pool_max_size"] = "20"``.
@@ -41,15 +46,53 @@ class PoolConfig:
     #: Seconds after its checkin during which a connection is handed out on a
     #: zero-round-trip socket check; older ones are pinged (0: ping every checkout).
     validation_window: float = 0.5
+    #: Called for every new connection and ``change_user``: ``{"user": ..., "password": ...}``.
+    #: Never in a repr (a ``functools.partial`` shows its arguments), a snapshot or a message.
+    credentials: Credentials | None = dataclasses.field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the options as a plain ``dict`` (for snapshots and docs)."""
-        return dataclasses.asdict(self)
+        """Return the options as a plain ``dict`` (for snapshots and docs).
+
+        ``credentials`` is only ``True`` or ``False``: whether a provider is
+        set, never the provider (its repr may carry arguments) or a result.
+        """
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["credentials"] = self.credentials is not None
+        return values
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig)}
 _INTS = {"min_size", "max_size", "max_waiting"}
 _FLOATS = {"timeout", "max_lifetime", "max_idle", "validation_window"}
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+#: psycopg_pool ``ConnectionPool`` parameters (what Django's PostgreSQL pool
+#: passes on) that have no equivalent here: why, and what to use instead.
+#: ``min_size``, ``max_size``, ``timeout``, ``max_waiting``, ``max_lifetime``
+#: and ``max_idle`` mean the same here; ``reset`` is a different option.
+PSYCOPG_POOL_ONLY: dict[str, str] = {
+    "conninfo": "connection parameters come from DATABASES (NAME, HOST, PORT, USER, PASSWORD, "
+    "OPTIONS); set them there, or use a mysql-pooled:// DATABASE_URL",
+    "kwargs": "driver options go in OPTIONS beside 'pool' (passed to MySQLdb.connect()); "
+    "for a password that changes, use OPTIONS['pool']['credentials']",
+    "connection_class": "connections are always mysqlclient's MySQLdb.Connection; subclass "
+    "django_mysql_pooled.base.DatabaseWrapper to change what Django does with them",
+    "open": "the pool opens at its first checkout (Django's PostgreSQL backend passes open=False "
+    "too); to open it earlier, call connections[alias].pool.open() at startup",
+    "configure": "use OPTIONS['init_command'] (run on every new connection and again after every reset) "
+    "or Django's connection_created signal (sent at every checkout)",
+    "check": "every checkout is already validated (a socket check when the connection came back "
+    "within validation_window seconds, else a ping); set validation_window=0 to ping at every checkout",
+    "name": "each pool is named after its DATABASES alias (logs, thread names, poolstats, the "
+    "Prometheus 'alias' label); remove the key",
+    "close_returns": "Django's close() always returns the connection to the pool here; remove the key",
+    "reconnect_timeout": "the pool never gives up: it retries refilling min_size with a backoff of up "
+    "to 10 seconds, and a checkout fails within 'timeout' with the server's error; remove the key",
+    "reconnect_failed": "failed connection attempts are counted in the connections_errors statistic "
+    "(poolstats, Prometheus) and logged; alert on that instead",
+    "num_workers": "new connections are opened by the checking-out thread (at most 2 at once) and by one "
+    "maintenance thread; there are no workers to size; remove the key",
+}
 
 
 def _fail(alias: str, key: str, value: object, allowed: str) -> ImproperlyConfigured:
@@ -90,6 +133,13 @@ def _as_number(alias: str, key: str, value: object, *, integer: bool) -> float:
 
 
 def _as_reset(alias: str, value: object) -> bool | str:
+    if callable(value):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool']['reset'] = {value!r} is a callable, psycopg_pool's "
+            "meaning (a function run on each returned connection); here 'reset' is True (COM_RESET_CONNECTION "
+            "at checkin, which rolls back and restores the session a new connection has), 'checkout' or False. "
+            "To run SQL on every session, use OPTIONS['init_command']."
+        )
     if isinstance(value, str) and value.strip().lower() in ("checkin", "checkout"):
         return True if value.strip().lower() == "checkin" else "checkout"
     try:
@@ -98,9 +148,35 @@ def _as_reset(alias: str, value: object) -> bool | str:
         raise _fail(alias, "reset", value, "True (reset at checkin), 'checkout' or False") from None
 
 
+def _as_credentials(alias: str, value: object) -> Credentials | None:
+    """A callable, or the callable a dotted path names; messages never show a value that may be a secret."""
+    key = f"DATABASES[{alias!r}]['OPTIONS']['pool']['credentials']"
+    fix = "set it to a function returning {'user': ..., 'password': ...}, or to its dotted path"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        path = value.strip()
+        if not _DOTTED.fullmatch(path):
+            raise ImproperlyConfigured(
+                f"{key} is a string that is not a dotted path (the value is not shown: it may be a "
+                f"secret); {fix}, e.g. 'myproject.db.rds_credentials'."
+            )
+        try:
+            value = import_string(path)
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"{key} = {path!r} cannot be imported ({exc}); {fix}.") from None
+    if not callable(value):
+        raise ImproperlyConfigured(
+            f"{key} is a {type(value).__name__}, not a callable (the value is not shown: it may be a secret); {fix}."
+        )
+    return value
+
+
 def _coerce(alias: str, key: str, value: object) -> object:
     if key == "reset":
         return _as_reset(alias, value)
+    if key == "credentials":
+        return _as_credentials(alias, value)
     if key == "leak_timeout":
         if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
             return None
@@ -146,6 +222,14 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
     raw = _as_mapping(alias, split_options(settings_dict.get("OPTIONS") or {})[0])
     if raw is None:
         return None
+    psycopg_only = sorted(set(raw) & set(PSYCOPG_POOL_ONLY))
+    if psycopg_only:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'][{psycopg_only[0]!r}] is a psycopg_pool option (Django's "
+            f"PostgreSQL pool) that does not apply here: {PSYCOPG_POOL_ONLY[psycopg_only[0]]}."
+        )
+    if "max_size" in raw and raw["max_size"] is None:
+        raw = _max_size_none(alias, raw)
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise ImproperlyConfigured(
@@ -163,6 +247,17 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
             "to 0 and use the pool's max_lifetime / max_idle instead."
         )
     return config
+
+
+def _max_size_none(alias: str, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """psycopg_pool's ``max_size=None``: as many as ``min_size``."""
+    min_size = raw.get("min_size", PoolConfig.min_size)
+    if min_size in (None, 0, "0", ""):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool']['max_size'] = None means 'equal to min_size' "
+            f"(as in psycopg_pool), and min_size is {min_size!r}: set max_size to an integer >= 1."
+        )
+    return {**raw, "max_size": min_size}
 
 
 def _as_mapping(alias: str, raw: object) -> Mapping[str, Any] | None:

@@ -11,6 +11,14 @@ available as ``__cause__`` (the same scheme as ``psycopg_pool.errors``).
 from __future__ import annotations
 
 from django_mysql_pooled.cancel.errors import CancelReason, QueryCancelled
-from django_mysql_pooled.session.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
+from django_mysql_pooled.session.errors import CredentialsError, PoolClosed, PoolError, PoolTimeout, TooManyRequests
 
-__all__ = ["CancelReason", "PoolClosed", "PoolError", "PoolTimeout", "QueryCancelled", "TooManyRequests"]
+__all__ = [
+    "CancelReason",
+    "CredentialsError",
+    "PoolClosed",
+    "PoolError",
+    "PoolTimeout",
+    "QueryCancelled",
+    "TooManyRequests",
+]

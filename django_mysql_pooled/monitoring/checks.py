@@ -21,9 +21,11 @@ from django.db import connections
 from django_mysql_pooled.config import PoolConfig, parse_pool_config
 from django_mysql_pooled.monitoring.snapshots import query_server
 
-__all__ = ["check_pool_settings", "check_pool_server", "server_messages", "settings_messages"]
+__all__ = ["check_pool_server", "check_pool_settings", "is_pooled_wrapper", "server_messages", "settings_messages"]
 
-ENGINE = "django_mysql_pooled"
+#: The pooled ``DatabaseWrapper`` (``base.py``), recognised in a wrapper's class hierarchy: a
+#: backend whose ``DatabaseWrapper`` subclasses it is checked too, whatever its ``ENGINE``.
+WRAPPER = ("django_mysql_pooled.base", "DatabaseWrapper")
 DOCS = "https://django-mysql-pooled.readthedocs.io/en/latest/checks.html"
 #: A checkout ``timeout`` above this many seconds is reported (W005).
 LONG_TIMEOUT = 120.0
@@ -126,11 +128,19 @@ def server_messages(alias: str, config: PoolConfig, server: Mapping[str, int]) -
     return messages
 
 
+def is_pooled_wrapper(wrapper: object) -> bool:
+    """Whether *wrapper* is this package's ``DatabaseWrapper`` or a subclass of it.
+
+    Read from the class hierarchy (this layer does not import the backend).
+    """
+    return any((cls.__module__, cls.__qualname__) == WRAPPER for cls in type(wrapper).__mro__)
+
+
 def _pooled_aliases(aliases: Any) -> list[tuple[str, Mapping[str, Any]]]:
     return [
-        (alias, settings_dict)
-        for alias, settings_dict in settings.DATABASES.items()
-        if settings_dict.get("ENGINE") == ENGINE and (aliases is None or alias in aliases)
+        (alias, connections[alias].settings_dict)
+        for alias in settings.DATABASES
+        if (aliases is None or alias in aliases) and is_pooled_wrapper(connections[alias])
     ]
 
 

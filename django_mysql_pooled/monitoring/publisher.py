@@ -89,17 +89,20 @@ def private_dir_problem(directory: Path) -> str | None:
 
 
 def ensure_private_dir(directory: Path) -> None:
-    """Create *directory* with mode 0700 if needed; refuse one that is not ours.
+    """Create *directory* with mode 0700 if needed; refuse an existing one that is not private.
 
-    :raises PermissionError: it is a symlink, not a directory or another user's.
+    An existing directory is never ``chmod``-ed: its loose mode may be what
+    someone chose (a shared directory), and another process may already have
+    read or written it. As the reader does, the publisher refuses it.
+
+    :raises PermissionError: it is a symlink, not a directory, another user's,
+        or readable or writable by others (the message says how to fix it).
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     problem = private_dir_problem(directory)
-    if problem is not None and "mode" in problem:
-        os.chmod(directory, 0o700)  # ours: tighten it
-        problem = private_dir_problem(directory)
     if problem is not None:
-        raise PermissionError(f"stats directory {str(directory)!r} {problem}")
+        fix = f"; make it private (chmod 700 {str(directory)!r}) or set {SETTING}" if "mode" in problem else ""
+        raise PermissionError(f"stats directory {str(directory)!r} {problem}{fix}")
 
 
 def snapshot_name(alias: str, pid: int) -> str:

@@ -6,6 +6,10 @@ session next: ``COM_RESET_CONNECTION`` leaves an XA transaction
 checkout would meet it; ``ROLLBACK`` fails for one (error 1399) and the
 connection is closed instead, as the stock backend's ``close()`` would (a
 prepared one stays recoverable, ``XA RECOVER``).
+
+A transaction left open is a warning, except with ``AUTOCOMMIT: False``: there
+every request's work is one transaction, and one still open at checkin (rolled
+back, as the stock backend's ``close()`` rolls it back) is normal: ``info``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ def roll_back_at_checkin(pool: DjangoPool, conn: Any, *, errors_occurred: bool) 
         return True
     if open_transaction:
         pool.count(stats.RETURNS_ROLLED_BACK)
-        logger.warning("pool %r: rolled back a transaction left open at checkin", pool.name)
+        if pool.restorer.autocommit:
+            logger.warning("pool %r: rolled back a transaction left open at checkin", pool.name)
+        else:  # AUTOCOMMIT: False: every request leaves one open, as Django's close() would roll it back
+            logger.info("pool %r: rolled back the open transaction at checkin (AUTOCOMMIT is False)", pool.name)
     return False
 
 

@@ -13,7 +13,7 @@ import MySQLdb
 
 from django_mysql_pooled.pool import errors as core
 
-__all__ = ["DRIVER_ERRORS", "PoolClosed", "PoolError", "PoolTimeout", "TooManyRequests"]
+__all__ = ["DRIVER_ERRORS", "CredentialsError", "PoolClosed", "PoolError", "PoolTimeout", "TooManyRequests"]
 
 
 class PoolError(core.PoolError, MySQLdb.OperationalError):
@@ -30,6 +30,10 @@ class TooManyRequests(PoolError, core.TooManyRequests):
 
 class PoolClosed(PoolError, core.PoolClosed):
     """The pool was closed (or forked away) while or before it was used."""
+
+
+class CredentialsError(PoolError):
+    """``OPTIONS["pool"]["credentials"]`` raised, or returned something other than a user and a password."""
 
 
 #: What the backend's pools raise.

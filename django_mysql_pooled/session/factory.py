@@ -15,9 +15,10 @@ from typing import Any
 
 import MySQLdb
 
-from django_mysql_pooled.config import PoolConfig
+from django_mysql_pooled.config import Credentials, PoolConfig
 from django_mysql_pooled.pool.pool import ConnectionPool
-from django_mysql_pooled.session.errors import DRIVER_ERRORS
+from django_mysql_pooled.session.credentials import connect_with_credentials
+from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
 
@@ -56,9 +57,12 @@ def build_pool(
     :param isolation_level: Django's, restored by every reset (``None``: the server's).
     :param autocommit: the alias's ``AUTOCOMMIT``, restored by every reset.
     """
-    restorer = SessionRestorer(params, isolation_level=isolation_level, autocommit=autocommit)
+    restorer = SessionRestorer(
+        params, isolation_level=isolation_level, autocommit=autocommit, alias=alias, credentials=config.credentials
+    )
+    credentials = config.credentials
     return DjangoPool(
-        lambda timeout: open_connection(alias, params, timeout),
+        lambda timeout: open_connection(alias, params, timeout, credentials=credentials),
         **_placement(config, restorer),
         shared=_shared,
         close=_close,
@@ -78,20 +82,26 @@ def build_pool(
     )
 
 
-def open_connection(alias: str, params: dict[str, Any], timeout: float | None) -> Any:
+def open_connection(
+    alias: str, params: dict[str, Any], timeout: float | None, *, credentials: Credentials | None = None
+) -> Any:
     """Open a new server connection for the pool (called in any thread).
 
     :param timeout: seconds left before the checkout's deadline; the
         connect timeout when ``params`` sets none (rounded up, at least 1).
+    :param credentials: ``OPTIONS["pool"]["credentials"]``, asked for this login's user and password.
     :raises MySQLdb.OperationalError: the driver's error, its message naming
         the alias and the server it tried (bad credentials, unknown database,
         nothing listening, not a MySQL server, too many connections).
+    :raises CredentialsError: the credentials provider failed.
     """
     kwargs = dict(params)
     if timeout is not None and "connect_timeout" not in kwargs:
         kwargs["connect_timeout"] = max(1, math.ceil(timeout))
     try:
-        conn: Any = MySQLdb.connect(**kwargs)
+        conn: Any = connect_with_credentials(alias, kwargs, credentials)
+    except CredentialsError:
+        raise
     except MySQLdb.OperationalError as exc:
         where = kwargs.get("unix_socket") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
         message = exc.args[1] if len(exc.args) > 1 else str(exc)

@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from django_mysql_pooled.config import Credentials
+from django_mysql_pooled.session.credentials import login
 from django_mysql_pooled.session.native import (
     METHOD_CHANGE_USER,
     METHOD_RESET_CONNECTION,
@@ -99,10 +101,23 @@ class SessionRestorer:
     :param isolation_level: Django's isolation level (``"read committed"``) or
         ``None``.
     :param autocommit: Django's ``AUTOCOMMIT`` setting.
+    :param alias: the database alias (in error messages).
+    :param credentials: ``OPTIONS["pool"]["credentials"]``: ``COM_CHANGE_USER``
+        logs in with what it returns now instead of ``user``/``password``.
     """
 
-    def __init__(self, params: Mapping[str, Any], *, isolation_level: str | None, autocommit: bool) -> None:
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        *,
+        isolation_level: str | None,
+        autocommit: bool,
+        alias: str = "default",
+        credentials: Credentials | None = None,
+    ) -> None:
         self.params = dict(params)
+        self.alias = alias
+        self.credentials = credentials
         self.database: str = self.params.get("database") or self.params.get("db") or ""
         self.isolation_level = isolation_level
         self.autocommit = autocommit
@@ -160,8 +175,11 @@ class SessionRestorer:
                 self.use_reset_connection = False
             else:
                 return METHOD_RESET_CONNECTION
-        params = self.params
-        conn.change_user(params.get("user", ""), params.get("password", ""), self.database or None)
+        if self.credentials is not None:
+            user, password = login(self.alias, self.credentials)
+        else:
+            user, password = self.params.get("user", ""), self.params.get("password", "")
+        conn.change_user(user, password, self.database or None)
         return METHOD_CHANGE_USER
 
     def restore(self, conn: Any) -> None:

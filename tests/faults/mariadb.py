@@ -92,10 +92,18 @@ class PrivateMariaDB:
     """One ``mariadbd`` process on a data directory under *basedir*.
 
     :param basedir: an empty directory owned by the test run.
+    :param server_options: more ``mariadbd`` options (e.g. TLS certificates,
+        ``--require-secure-transport=ON``).
+    :param client_options: more ``MySQLdb.connect()`` arguments for the
+        server's own connections (e.g. ``ssl`` when TLS is required).
     """
 
-    def __init__(self, basedir: Path) -> None:
+    def __init__(
+        self, basedir: Path, *, server_options: list[str] | None = None, client_options: dict[str, Any] | None = None
+    ) -> None:
         self.mariadbd, self.install_db = find_programs()
+        self.server_options = list(server_options or [])
+        self.client_options = dict(client_options or {})
         self.basedir = basedir
         self.datadir = basedir / "data"
         self.socket = basedir / "mariadbd.sock"
@@ -171,6 +179,7 @@ class PrivateMariaDB:
             "--innodb-buffer-pool-dump-at-shutdown=OFF",
             "--innodb-buffer-pool-load-at-startup=OFF",
             *self._server_options(),
+            *self.server_options,
         ]
         with (self.basedir / "mariadbd.out").open("ab") as out:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -185,7 +194,9 @@ class PrivateMariaDB:
                 self.process = None
                 raise Unavailable(f"mariadbd exited while starting: {self.log_tail()}")
             try:
-                conn: Any = MySQLdb.connect(host=self.host, port=self.port, user="root", connect_timeout=2)
+                conn: Any = MySQLdb.connect(
+                    host=self.host, port=self.port, user="root", connect_timeout=2, **self.client_options
+                )
             except MySQLdb.OperationalError as exc:
                 last = exc
                 time.sleep(0.01)
@@ -235,8 +246,9 @@ class PrivateMariaDB:
 
     def connect(self, *, user: str = "root", password: str = "", **kwargs: Any) -> Any:
         """A plain autocommit connection (root by default) to the private server (a ``MySQLdb.Connection``)."""
+        options = {**self.client_options, **kwargs}
         conn: Any = MySQLdb.connect(
-            host=self.host, port=self.port, user=user, password=password, connect_timeout=5, **kwargs
+            host=self.host, port=self.port, user=user, password=password, connect_timeout=5, **options
         )
         conn.autocommit(True)
         return conn

@@ -104,3 +104,27 @@ def test_manage_py_check_is_clean() -> None:
     out = StringIO()
     call_command("check", "--database", "default", stdout=out)
     assert "no issues" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ("tests.testapp.subclassed_backend", ["django_mysql_pooled.E001"]),  # ENGINE is not ours; the class is
+        ("django.db.backends.mysql", []),  # the stock backend ignores OPTIONS["pool"]: nothing to check
+    ],
+)
+def test_checks_find_backends_that_subclass_ours(
+    monkeypatch: pytest.MonkeyPatch, engine: str, expected: list[str]
+) -> None:
+    from django.conf import settings
+
+    sub = {**copy.deepcopy(connections["default"].settings_dict), "ENGINE": engine}
+    sub["OPTIONS"] = {**sub["OPTIONS"], "pool": {"max_size": -1}}
+    monkeypatch.setitem(settings.DATABASES, "sub", sub)
+    monkeypatch.setitem(connections.settings, "sub", sub)
+    assert connections["sub"].settings_dict["ENGINE"] == engine
+    try:
+        found = [m for m in run_checks() if "DATABASES['sub']" in m.msg]
+        assert ids(found) == expected
+    finally:
+        del connections["sub"]

@@ -228,12 +228,21 @@ def test_a_directory_of_another_user_is_refused(stats_path: Path, caplog: pytest
     assert os.listdir(stats_path) == []
 
 
-def test_a_loose_directory_of_ours_is_tightened(stats_path: Path) -> None:
+def test_a_loose_directory_of_ours_is_refused_never_chmodded(
+    stats_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     stats_path.mkdir(mode=0o755)
     os.chmod(stats_path, 0o755)
-    publisher = Publisher("tightened", {}, {})
-    assert publisher.publish({"requests_num": 1}, now=1.0)
-    assert stat.S_IMODE(os.stat(stats_path).st_mode) == 0o700
+    publisher = Publisher("loose", {}, {})
+    with caplog.at_level(logging.WARNING, logger="django_mysql_pooled"):
+        assert not publisher.publish({"requests_num": 1}, now=1.0)
+        assert not publisher.publish({"requests_num": 2}, now=5.0)
+    assert stat.S_IMODE(os.stat(stats_path).st_mode) == 0o755
+    assert os.listdir(stats_path) == []
+    [warning] = [r.getMessage() for r in caplog.records if "cannot publish" in r.getMessage()]  # logged once
+    assert "has mode 0755, expected 0700; make it private (chmod 700" in warning
+    os.chmod(stats_path, 0o700)  # the owner fixes it: publishing resumes
+    assert publisher.publish({"requests_num": 3}, now=10.0)
     publisher.remove()
 
 
@@ -333,3 +342,25 @@ def test_the_collector_exposes_each_pool_of_this_process(pooled: WrapperFactory)
     assert families["django_mysql_pooled_pool_max"].type == "gauge"
     assert families["django_mysql_pooled_requests_num"].type == "counter"
     db.close()
+
+
+def test_help_lines_say_what_each_metric_means_and_its_unit(pooled: WrapperFactory) -> None:
+    db = pooled({"max_size": 3})
+    db.ensure_connection()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector())
+    text = generate_latest(registry).decode()
+    db.close()
+    expected = [
+        "# HELP django_mysql_pooled_pool_size Open connections plus slots reserved by checkouts opening one. "
+        "Unit: connections.",
+        "# HELP django_mysql_pooled_requests_wait_ms_total Time checkouts spent waiting in the queue. "
+        "Unit: milliseconds.",
+        "# HELP django_mysql_pooled_connections_errors_total Attempts to open a connection that failed. "
+        "Unit: connections.",
+        "# HELP django_mysql_pooled_connections_in_use Connections checked out now. Unit: connections.",
+    ]
+    lines = set(text.splitlines())
+    assert [line for line in expected if line not in lines] == []
+    helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+    assert helps and not [line for line in helps if "statistic" in line or " Unit: " not in line]

@@ -24,6 +24,7 @@ from django.db import DatabaseError, OperationalError, connections
 
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from tests.conftest import WrapperFactory
+from tests.testapp.models import Item
 
 LOCK = "dmp_checkin_lock"
 
@@ -351,3 +352,19 @@ def test_validation_window_decides_between_socket_check_and_ping(
     scalar(db, "SELECT 1")
     stats = db.pool.get_stats()
     assert (stats["checks_fast"], stats["checks_ping"]) == (fast, ping)
+
+
+@pytest.mark.parametrize(("autocommit", "level"), [(True, logging.WARNING), (False, logging.INFO)])
+def test_a_transaction_rolled_back_at_checkin_is_normal_without_autocommit(
+    pooled: WrapperFactory, caplog: pytest.LogCaptureFixture, autocommit: bool, level: int
+) -> None:
+    db: Any = pooled({"max_size": 1}, AUTOCOMMIT=autocommit)
+    with caplog.at_level(logging.INFO, logger="django_mysql_pooled"):
+        for _ in range(3):  # a request each
+            if autocommit:
+                db.set_autocommit(False)
+            query(db, f"SELECT COUNT(*) FROM {Item._meta.db_table}")  # InnoDB: opens a transaction
+            db.close()
+    records = [r for r in caplog.records if "rolled back" in r.getMessage()]
+    assert [r.levelno for r in records] == [level] * 3
+    assert db.pool.get_stats()["returns_rolled_back"] == 3
