@@ -46,6 +46,9 @@ class PoolConfig:
     #: Seconds after its checkin during which a connection is handed out on a
     #: zero-round-trip socket check; older ones are pinged (0: ping every checkout).
     validation_window: float = 0.5
+    #: Threads that reset returned connections, so that the returning thread
+    #: goes on at once (psycopg_pool's name); 0: the returning thread resets.
+    num_workers: int = 2
     #: Called for every new connection and ``change_user``: ``{"user": ..., "password": ...}``.
     #: Never in a repr (a ``functools.partial`` shows its arguments), a snapshot or a message.
     credentials: Credentials | None = dataclasses.field(default=None, repr=False)
@@ -62,7 +65,7 @@ class PoolConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig)}
-_INTS = {"min_size", "max_size", "max_waiting"}
+_INTS = {"min_size", "max_size", "max_waiting", "num_workers"}
 _FLOATS = {"timeout", "max_lifetime", "max_idle", "validation_window"}
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
@@ -90,8 +93,6 @@ PSYCOPG_POOL_ONLY: dict[str, str] = {
     "to 10 seconds, and a checkout fails within 'timeout' with the server's error; remove the key",
     "reconnect_failed": "failed connection attempts are counted in the connections_errors statistic "
     "(poolstats, Prometheus) and logged; alert on that instead",
-    "num_workers": "new connections are opened by the checking-out thread (at most 2 at once) and by one "
-    "maintenance thread; there are no workers to size; remove the key",
 }
 
 

@@ -43,6 +43,7 @@ SAME_MEANING = {
     "max_waiting": (5, 5),
     "max_lifetime": (600, 600.0),
     "max_idle": (60, 60.0),
+    "num_workers": (3, 3),
 }
 #: A word of the advice each refused key's message must give.
 ADVICE = {
@@ -56,7 +57,6 @@ ADVICE = {
     "close_returns": "close()",
     "reconnect_timeout": "min_size",
     "reconnect_failed": "connections_errors",
-    "num_workers": "maintenance thread",
 }
 
 

@@ -22,12 +22,7 @@ from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
 
-__all__ = ["RETURN_WORKERS", "DjangoPool", "build_pool", "open_connection"]
-
-#: Threads per pool that reset returned connections (``reset: True``), so that
-#: the request's thread goes on at once; when both are busy the returning
-#: thread resets (``pool/returns.py``).
-RETURN_WORKERS = 2
+__all__ = ["DjangoPool", "build_pool", "open_connection"]
 
 
 class DjangoPool(ConnectionPool[Any]):
@@ -68,7 +63,7 @@ def build_pool(
         close=_close,
         detach=detach_after_fork,
         interrupt=interrupt,
-        num_workers=RETURN_WORKERS,
+        num_workers=config.num_workers if config.reset is True or config.reset == "checkin" else 0,
         name=alias,
         min_size=config.min_size,
         max_size=config.max_size,

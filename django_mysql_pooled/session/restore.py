@@ -179,7 +179,10 @@ class SessionRestorer:
             user, password = login(self.alias, self.credentials)
         else:
             user, password = self.params.get("user", ""), self.params.get("password", "")
-        conn.change_user(user, password, self.database or None)
+        if self.database:
+            conn.change_user(user, password, self.database)
+        else:  # mysqlclient 2.3 refuses None for the schema
+            conn.change_user(user, password)
         return METHOD_CHANGE_USER
 
     def restore(self, conn: Any) -> None:
