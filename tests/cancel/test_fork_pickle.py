@@ -37,10 +37,9 @@ def client_kill_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def killer(admin: Any) -> Iterator[Killer]:
     """The default alias's killer, connected."""
     found = killer_for(connection.get_connection_params())
+    Item.objects.create(name="a")
     with pytest.raises(QueryCancelled):  # a kill connects it, whenever it is opened
-        cancel_count = slow(5).cancellable(timeout=0.2)
-        Item.objects.create(name="a")
-        cancel_count.count()
+        slow(5).cancellable(timeout=0.2).count()
     wait_until(lambda: found.connection_id is not None, 10, "the killer never connected")
     yield found
 
