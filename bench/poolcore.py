@@ -34,7 +34,10 @@ class FakeConnection:
 
 def _ours(size: int) -> tuple[Callable[[], Any], Callable[[Any], None], Callable[[], None]]:
     pool: ConnectionPool[FakeConnection] = ConnectionPool(
-        lambda timeout: FakeConnection(), reset=lambda conn: "reset_connection", close=FakeConnection.close, max_size=size
+        lambda timeout: FakeConnection(),
+        reset=lambda conn: "reset_connection",
+        close=FakeConnection.close,
+        max_size=size,
     )
     return pool.getconn, pool.putconn, pool.close
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from django_mysql_pooled.pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
 from django_mysql_pooled.pool import pool as pool_module
+from django_mysql_pooled.pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
 from django_mysql_pooled.pool.pool import LIFETIME_JITTER, ConnectionPool
 from django_mysql_pooled.pool.state import Waiter
 from tests.fake_connections import (

@@ -35,9 +35,9 @@ def _pause_after_ok(sent: Callable[[], bool]) -> Callable[..., Any]:
 def test_write_completed_before_a_late_kill_returns_its_result() -> None:
     item = Item.objects.create(name="a", value=0)
     kills, late = stat(connection, "kills_sent"), stat(connection, "kills_late")
-    with cancel_scope(connection, timeout=0.3):
-        with connection.execute_wrapper(_pause_after_ok(lambda: stat(connection, "kills_sent") > kills)):
-            updated = Item.objects.filter(pk=item.pk).update(value=1)
+    pause = _pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
+    with cancel_scope(connection, timeout=0.3), connection.execute_wrapper(pause):  # the scope's wrapper first
+        updated = Item.objects.filter(pk=item.pk).update(value=1)
     assert updated == 1  # returned, not raised: a retry would apply it twice
     assert Item.objects.get(pk=item.pk).value == 1
     assert stat(connection, "kills_late") == late + 1
@@ -46,9 +46,9 @@ def test_write_completed_before_a_late_kill_returns_its_result() -> None:
 def test_read_returned_after_a_late_kill_still_raises() -> None:
     Item.objects.create(name="a")
     kills = stat(connection, "kills_sent")
-    with pytest.raises(QueryCancelled), cancel_scope(connection, timeout=0.3):
-        with connection.execute_wrapper(_pause_after_ok(lambda: stat(connection, "kills_sent") > kills)):
-            Item.objects.count()
+    pause = _pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
+    with pytest.raises(QueryCancelled), cancel_scope(connection, timeout=0.3), connection.execute_wrapper(pause):
+        Item.objects.count()
 
 
 def test_killed_statement_marks_the_atomic_block_for_rollback() -> None:
