@@ -75,8 +75,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             autocommit=self.settings_dict["AUTOCOMMIT"],
         )
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
-        # The KILL QUERY connection opens with the pool (not at the first kill,
-        # when the server may be full) and is kept open: docs/cancellation.rst.
+        # Once cancellation has used it, the KILL QUERY connection is kept open
+        # (not opened at the first kill, when the server may be full): docs/cancellation.rst.
         pool.hooks.append(killer_keeper(params))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 

@@ -6,12 +6,12 @@ That connection cannot come from the pool: the pool may be exhausted by the
 very queries being killed. Each :class:`Killer` owns a plain MySQLdb
 connection and one sender thread:
 
-* **Opened with the pool and kept ready**: the pool's maintenance thread calls
-  :func:`killer_keeper`'s hook about once a second, which (re)opens the
-  connection in the sender thread when it is missing or the server closed it.
-  At the first kill the server may be at ``max_connections`` because of the
-  very queries to kill; when the connection cannot be opened, the kill fails
-  (logged, counted) and the server-side limit still stops the query.
+* **Kept ready**: opened in the sender thread when the first cancellable
+  evaluation starts (not at the first kill, when the server may be at
+  ``max_connections`` because of the very queries to kill), then checked by
+  the pool's maintenance thread about once a second (:func:`killer_keeper`)
+  and reopened when the server closed it. When it cannot be opened, the kill
+  fails (logged, counted) and the server-side limit still stops the query.
 * **Bounded**: every attempt has a 2 s connect timeout and 2 s read and write
   timeouts; kills to one server wait only behind kills to that server.
 * **Same server only**: the killer reads its server's identity
@@ -102,6 +102,8 @@ class Killer:
         self._logged: set[KillOutcome] = set()
         self._unreachable_logged = False
         self._failed_at = 0.0
+        #: Whether a cancellable evaluation has used this killer (then it is kept ready).
+        self.used = False
         self._new_locks()
 
     def _new_locks(self) -> None:
@@ -123,9 +125,16 @@ class Killer:
         """Run *job* in this killer's sender thread (returns at once)."""
         self._sender.submit(job)
 
-    def keep_ready(self) -> None:
+    def keep_ready(self, *, if_used: bool = False) -> None:
         """Have the connection open: (re)connect in the sender thread if it is missing or closed
-        by the server (no round trip; waits :data:`RETRY_AFTER` seconds after a failure)."""
+        by the server (no round trip; waits :data:`RETRY_AFTER` seconds after a failure).
+
+        :param if_used: only if a cancellable evaluation has used this killer
+            (the pool's hook: a process that never cancels opens nothing).
+        """
+        if if_used and not self.used:
+            return
+        self.used = True
         if self._conn is not None and connection.alive(self._fd):
             return
         with self._lock_queue:
@@ -136,6 +145,8 @@ class Killer:
 
     def _ready(self) -> None:
         self._connect_queued = False
+        if not self.used:  # closed meanwhile
+            return
         if not self._lock.acquire(timeout=KILL_BOUND):
             return
         try:
@@ -232,7 +243,8 @@ class Killer:
                 conn.close()
 
     def close(self) -> None:
-        """Close the connection (the next kill or :meth:`keep_ready` opens a new one)."""
+        """Close the connection; the next cancellable evaluation or kill opens a new one."""
+        self.used = False
         with self._lock:
             self._drop()
 
@@ -266,12 +278,13 @@ def all_killers() -> list[Killer]:
 
 
 def killer_keeper(connection_params: Mapping[str, Any]) -> Callable[[Any], None]:
-    """A pool hook (run by its maintenance thread) keeping the killer of these parameters ready."""
+    """A pool hook (run by its maintenance thread, about once a second) keeping the killer of
+    these parameters ready, once a cancellable evaluation has used it."""
     killer = killer_for(connection_params)
 
     def keep_killer_ready(pool: Any) -> None:
         if not getattr(pool, "closed", False):
-            killer.keep_ready()
+            killer.keep_ready(if_used=True)
 
     return keep_killer_ready
 

@@ -186,7 +186,7 @@ def activate(connection: BaseDatabaseWrapper, scope: Scope) -> Iterator[None]:
         connection.execute_wrappers.append(hook)
     if not scope.activated:
         scope.activated = True
-        hook.killer.keep_ready()  # the stock backend's killer (a pool's is kept ready by the pool)
+        hook.killer.keep_ready()  # opened now, not at the first kill; a pool then keeps it ready
     hook.scopes.append(scope)
     try:
         yield

@@ -19,7 +19,7 @@ from django.db import connection
 
 from django_mysql_pooled import QueryCancelled
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import killer_for
+from django_mysql_pooled.cancel.killer import all_killers, killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from tests.faults.conftest import TOLERANCE, PoolTargetFactory, wait_until
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd
@@ -28,6 +28,14 @@ from tests.faults.proxy import Proxy
 pytestmark = [requires_mariadbd, pytest.mark.timeout(120)]
 
 TOO_MANY_CONNECTIONS = 1040  # ER_CON_COUNT_ERROR
+
+
+@pytest.fixture(autouse=True)
+def _close_killers() -> Iterator[None]:
+    """Killers outlive a test (one per server and credentials): later tests count sessions."""
+    yield
+    for killer in all_killers():
+        killer.close()
 
 
 @pytest.fixture
@@ -48,7 +56,8 @@ def test_kill_goes_through_when_the_server_is_full(
     target = pool_target({"max_size": 1})
     db = target.wrapper()
     try:
-        db.ensure_connection()  # the pool opens, and with it the killer connection
+        with cancel_scope(db, timeout=5), db.cursor() as cursor:  # the first cancellable evaluation
+            cursor.execute("SELECT 1")
         wait_until(lambda: len(private_server.sessions()) == 2, 15, "no killer connection beside the pool's")
         root = private_server.connect()
         root.cursor().execute("SET GLOBAL max_connections = 10")  # restored by the fixture

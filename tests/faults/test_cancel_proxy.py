@@ -19,7 +19,7 @@ import pytest
 
 from django_mysql_pooled import identity
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import killer_for
+from django_mysql_pooled.cancel.killer import all_killers, killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.errors import QueryCancelled
 from tests.faults.conftest import PoolTargetFactory, wait_until
@@ -42,6 +42,14 @@ def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_killers() -> Iterator[None]:
+    """Killers outlive a test (one per server and credentials): later tests count sessions."""
+    yield
+    for killer in all_killers():
+        killer.close()
 
 
 @pytest.fixture
