@@ -16,6 +16,8 @@ import MySQLdb
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
+from django_mysql_pooled import identity
+from django_mysql_pooled.cancel.killer import killer_keeper
 from django_mysql_pooled.config import parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.features import DatabaseFeatures
@@ -78,6 +80,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             autocommit=self.settings_dict["AUTOCOMMIT"],
         )
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
+        # Once cancellation has used it, the KILL QUERY connection is kept open
+        # (not opened at the first kill, when the server may be full): docs/cancellation.rst.
+        pool.hooks.append(killer_keeper(params))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 
     def close_pool(self) -> None:
@@ -133,6 +138,11 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         # a later call does what the stock backend does.
         reused, self._pool_reused = self._pool_reused, False
         if pool is None or not reused:
+            if pool is not None and identity.identity_of(self.connection) is None:
+                # A new server connection: learn which server it is on (for KILL QUERY)
+                # in the first statement it sends anyway, Django's setup below.
+                self._pending_setup = [identity.probe_sql(self.connection.get_server_info())]
+                identity.mark_pending(self.connection)
             super().init_connection_state()
             return
         BaseDatabaseWrapper.init_connection_state(self)

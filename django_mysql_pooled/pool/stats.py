@@ -77,6 +77,10 @@ RESETS_PING: Final = "resets_ping"
 LEAKS_DETECTED: Final = "leaks_detected"
 QUERIES_CANCELLED: Final = "queries_cancelled"
 KILLS_SENT: Final = "kills_sent"
+KILLS_LATE: Final = "kills_late"
+KILLS_DENIED: Final = "kills_denied"
+KILLS_WRONG_SERVER: Final = "kills_wrong_server"
+KILLS_FAILED: Final = "kills_failed"
 
 #: Every statistic, in the order of the docs' reference.
 STATS: Final[tuple[Stat, ...]] = (
@@ -122,6 +126,28 @@ STATS: Final[tuple[Stat, ...]] = (
     Stat(LEAKS_DETECTED, "counter", "connections", "Checkouts held past leak_timeout or abandoned without close()."),
     Stat(QUERIES_CANCELLED, "counter", "queries", "cancellable() calls that raised QueryCancelled.", late=True),
     Stat(KILLS_SENT, "counter", "queries", "KILL QUERY statements the server accepted.", late=True),
+    Stat(
+        KILLS_LATE,
+        "counter",
+        "queries",
+        "Kills that landed after the server completed the statement (a write's result was kept).",
+        late=True,
+    ),
+    Stat(
+        KILLS_DENIED,
+        "counter",
+        "queries",
+        "KILL QUERY refused by the server: another user's connection (1095).",
+        late=True,
+    ),
+    Stat(
+        KILLS_WRONG_SERVER,
+        "counter",
+        "queries",
+        "KILL QUERY not sent: the killer connection reached another server than the query's.",
+        late=True,
+    ),
+    Stat(KILLS_FAILED, "counter", "queries", "KILL QUERY not sent: the server could not be reached.", late=True),
 )
 
 #: The statistics by name.

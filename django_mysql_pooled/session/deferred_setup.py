@@ -28,6 +28,8 @@ import MySQLdb as Database
 from django.db import IntegrityError
 from django.db.backends.mysql.base import CursorWrapper
 
+from django_mysql_pooled import identity
+
 __all__ = ["PendingSetup", "SetupCursorWrapper", "run_batch"]
 
 
@@ -49,10 +51,19 @@ class PendingSetup(Protocol):
 
 
 def run_batch(cursor: Any, statements: Sequence[str]) -> None:
-    """Run *statements* in one round trip on a raw MySQLdb *cursor*, consuming every result."""
+    """Run *statements* in one round trip on a raw MySQLdb *cursor*, consuming every result
+    (a server identity probe's row is recorded on the connection)."""
     cursor.execute("; ".join(statements))
+    _keep_identity(cursor)
     while cursor.nextset():
-        pass
+        _keep_identity(cursor)
+
+
+def _keep_identity(cursor: Any) -> None:
+    """Record the row of a setup statement that returned one: the server identity probe
+    (:mod:`django_mysql_pooled.identity`), sent with a new connection's first statement."""
+    if cursor.description is not None:
+        identity.remember(cursor.connection, cursor.fetchone())
 
 
 class SetupCursorWrapper(CursorWrapper):
@@ -88,8 +99,10 @@ class SetupCursorWrapper(CursorWrapper):
         try:
             # args is None means no interpolation; otherwise escape the prefix's %.
             cursor.execute((head if args is None else head.replace("%", "%%")) + query, args)
+            _keep_identity(cursor)
             for _ in range(len(setup) - 1):
                 cursor.nextset()
+                _keep_identity(cursor)
         except Database.Error:
             self.db.setup_failed()
             raise

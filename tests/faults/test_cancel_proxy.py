@@ -1,0 +1,100 @@
+"""A killer connection that a load balancer sends to another server kills nothing there
+(issue 12, "Proxies and load balancers").
+
+The fault proxy plays a TCP load balancer: the pool's connection goes to the
+private server, then the proxy is pointed at a second private server, where
+the killer's next connection lands. The same connection id means an
+unrelated session there (vitessio/vitess#9055): the killer must notice that
+it reached another server and send nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import MySQLdb
+import pytest
+
+from django_mysql_pooled import identity
+from django_mysql_pooled.cancel import scope as cancel
+from django_mysql_pooled.cancel.killer import all_killers, killer_for
+from django_mysql_pooled.cancel.scope import cancel_scope
+from django_mysql_pooled.errors import QueryCancelled
+from tests.faults.conftest import PoolTargetFactory, wait_until
+from tests.faults.mariadb import PrivateMariaDB, Unavailable, requires_mariadbd
+from tests.faults.proxy import Proxy
+
+pytestmark = [requires_mariadbd, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
+    """Another private ``mariadbd``, with the same database and user as the first."""
+    try:
+        server = PrivateMariaDB(Path(tmp_path_factory.mktemp("mariadb-second")))
+        server.start()
+        server.provision()
+    except (Unavailable, MySQLdb.Error) as exc:
+        pytest.skip(f"no second private MariaDB server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_killers() -> Iterator[None]:
+    """Killers outlive a test (one per server and credentials): later tests count sessions."""
+    yield
+    for killer in all_killers():
+        killer.close()
+
+
+@pytest.fixture
+def client_kill_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cancel._Hook, "_with_server_limit", lambda self, raw, sql: sql)
+
+
+def _kills_executed(server: PrivateMariaDB) -> int:
+    """``KILL`` statements the server has run (``Com_kill``), whatever their outcome."""
+    conn = server.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_kill'")
+        return int(cursor.fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_killer_sent_to_another_server_kills_nothing(
+    private_server: PrivateMariaDB,
+    second_server: PrivateMariaDB,
+    proxy: Proxy,
+    pool_target: PoolTargetFactory,
+    client_kill_only: None,
+) -> None:
+    target = pool_target({"max_size": 1}, via=proxy)
+    db: Any = target.wrapper()
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            connection_id = cursor.fetchone()[0]
+        proxy.target = (second_server.host, second_server.port)  # new connections go elsewhere now
+        killer = killer_for(db.get_connection_params())
+        killer.close()  # its next connection goes through the "load balancer" again
+        before = _kills_executed(second_server)
+        with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.3), db.cursor() as cursor:
+            cursor.execute("SELECT SLEEP(2)")
+        assert _kills_executed(second_server) == before  # no KILL reached the other server
+        wait_until(lambda: target.stats().get("kills_wrong_server", 0) == 1, 10, "no refused kill counted")
+        # Each side's identity, recorded without a query of its own (Django's setup, the killer's connect).
+        assert (identity.identity_of(db.connection) or "").endswith(f"/{private_server.port}")
+        assert (killer.identity or "").endswith(f"/{second_server.port}")
+        assert target.stats().get("kills_sent", 0) == 0
+        with db.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            assert cursor.fetchone()[0] == connection_id  # the session was never disturbed
+    finally:
+        db.close()
