@@ -17,7 +17,7 @@ from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
 from django_mysql_pooled import identity
-from django_mysql_pooled.cancel.killer import killer_keeper
+from django_mysql_pooled.cancel.killers import killer_keeper
 from django_mysql_pooled.config import parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.features import DatabaseFeatures
@@ -82,7 +82,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         # Once cancellation has used it, the KILL QUERY connection is kept open
         # (not opened at the first kill, when the server may be full): docs/cancellation.rst.
-        pool.hooks.append(killer_keeper(params))
+        pool.hooks.append(killer_keeper(params, pool.killer_login))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 
     def close_pool(self) -> None:

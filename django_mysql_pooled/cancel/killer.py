@@ -9,7 +9,7 @@ connection and one sender thread:
 * **Kept ready**: opened in the sender thread when the first cancellable
   evaluation starts (not at the first kill, when the server may be at
   ``max_connections`` because of the very queries to kill), then checked by
-  the pool's maintenance thread about once a second (:func:`killer_keeper`)
+  the pool's maintenance thread about once a second (:func:`.killers.killer_keeper`)
   and reopened when the server closed it. When it cannot be opened, the kill
   fails (logged, counted) and the server-side limit still stops the query.
 * **Bounded**: every attempt has a 2 s connect timeout and 2 s read and write
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -39,12 +38,12 @@ from django_mysql_pooled import identity
 from django_mysql_pooled.cancel import connection
 from django_mysql_pooled.cancel.sender import Sender
 
-__all__ = ["KillOutcome", "Killer", "all_killers", "killer_for", "killer_keeper"]
+__all__ = ["COPIED", "KILL_BOUND", "KillOutcome", "Killer", "Login"]
 
 logger = logging.getLogger(__name__)
 
 #: Connection parameters the killer copies from the Django connection's.
-_COPIED = (
+COPIED = (
     "host",
     "port",
     "user",
@@ -81,13 +80,19 @@ class KillOutcome(enum.Enum):
     FAILED = "failed"  # not sent: the server could not be reached
 
 
+#: ``login(params)``: the ``connect()`` arguments with fresh credentials (rotating credentials).
+Login = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
 class Killer:
     """Sends ``KILL QUERY <id>`` over a dedicated connection, from its own sender thread.
 
     :param params: ``MySQLdb.connect()`` keyword arguments (server and credentials).
+    :param login: see :func:`.killers.killer_for`.
     """
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
+    def __init__(self, params: Mapping[str, Any], login: Login | None = None) -> None:
+        self._login = login
         self.params = {
             **params,
             "connect_timeout": CONNECT_TIMEOUT,
@@ -232,7 +237,8 @@ class Killer:
     def _connect(self) -> Any:
         """The open connection, opened if needed, with its server's identity (under ``_lock``)."""
         if self._conn is None:
-            self._conn, self._fd = connection.open_connection(self.params)
+            params = self.params if self._login is None else self._login(self.params)
+            self._conn, self._fd = connection.open_connection(params)
             self.identity = identity.identity_of(self._conn)
         return self._conn
 
@@ -254,46 +260,3 @@ class Killer:
         self._new_locks()
         if conn is not None:
             connection.detach(conn, fd)
-
-
-_killers: dict[str, Killer] = {}
-_killers_lock = threading.Lock()
-
-
-def killer_for(connection_params: Mapping[str, Any]) -> Killer:
-    """The process-wide :class:`Killer` for these server and credentials (built on first use)."""
-    params = {key: connection_params[key] for key in _COPIED if key in connection_params}
-    key = repr(sorted(params.items()))
-    with _killers_lock:
-        killer = _killers.get(key)
-        if killer is None:
-            killer = _killers[key] = Killer(params)
-        return killer
-
-
-def all_killers() -> list[Killer]:
-    """Every killer built in this process."""
-    with _killers_lock:
-        return list(_killers.values())
-
-
-def killer_keeper(connection_params: Mapping[str, Any]) -> Callable[[Any], None]:
-    """A pool hook (run by its maintenance thread, about once a second) keeping the killer of
-    these parameters ready, once a cancellable evaluation has used it."""
-    killer = killer_for(connection_params)
-
-    def keep_killer_ready(pool: Any) -> None:
-        if not getattr(pool, "closed", False):
-            killer.keep_ready(if_used=True)
-
-    return keep_killer_ready
-
-
-def _after_fork_in_child() -> None:
-    global _killers_lock
-    _killers_lock = threading.Lock()
-    for killer in _killers.values():
-        killer._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -30,7 +30,8 @@ from django_mysql_pooled.cancel import execution as ex
 from django_mysql_pooled.cancel.errors import CancelReason, QueryCancelled
 from django_mysql_pooled.cancel.execution import Execution, State
 from django_mysql_pooled.cancel.hook import Hook
-from django_mysql_pooled.cancel.killer import Killer, killer_for
+from django_mysql_pooled.cancel.killer import Killer
+from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -168,7 +169,9 @@ def _hooks() -> dict[int, Hook]:
 def _killer(connection: BaseDatabaseWrapper) -> Killer:
     killer: Killer | None = getattr(connection, "_dmp_killer", None)
     if killer is None:
-        killer = killer_for(connection.get_connection_params())
+        # Rotating credentials: the pool's login, duck-typed (cancel/ does not import session/).
+        login = getattr(getattr(connection, "pool", None), "killer_login", None)
+        killer = killer_for(connection.get_connection_params(), login)
         connection._dmp_killer = killer  # type: ignore[attr-defined]
     return killer
 

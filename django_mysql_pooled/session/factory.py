@@ -11,13 +11,14 @@ stalled call off (:func:`~.native.interrupt`), drop one inherited through
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import MySQLdb
 
 from django_mysql_pooled.config import Credentials, PoolConfig
 from django_mysql_pooled.pool.pool import ConnectionPool
-from django_mysql_pooled.session.credentials import connect_with_credentials
+from django_mysql_pooled.session.credentials import connect_with_credentials, with_credentials
 from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
@@ -40,6 +41,31 @@ class DjangoPool(ConnectionPool[Any]):
         self.config = config
         #: What every reset restores (Django's isolation level among it).
         self.restorer = restorer
+        #: The KILL QUERY connection's login with rotating credentials (``None`` without).
+        self.killer_login = None if config.credentials is None else KillerLogin(self.name, config.credentials)
+
+
+class KillerLogin:
+    """``login(params)``: *params* with the provider's user and password, for the killer connection.
+
+    Equal for the same alias and provider, so that a rebuilt pool finds the
+    same killer (``cancel/killer.py`` keys killers by it).
+    """
+
+    def __init__(self, alias: str, provider: Credentials) -> None:
+        self.alias, self.provider = alias, provider
+
+    def __call__(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return with_credentials(self.alias, params, self.provider)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KillerLogin) and other.alias == self.alias and other.provider is self.provider
+
+    def __hash__(self) -> int:
+        return hash((self.alias, id(self.provider)))
+
+    def __repr__(self) -> str:
+        return f"<KillerLogin {self.alias!r}>"  # never the provider: its repr may carry secrets
 
 
 def build_pool(

@@ -16,7 +16,8 @@ from django.db import OperationalError, connection
 
 from django_mysql_pooled import CancelToken, QueryCancelled
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import Killer, killer_for
+from django_mysql_pooled.cancel.killer import Killer
+from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.queryset import CancellableQuerySet
 from tests.cancel.helpers import items, run_in_child, slow, wait_until
 from tests.testapp.models import Item

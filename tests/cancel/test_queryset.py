@@ -28,7 +28,7 @@ import django_mysql_pooled
 from django_mysql_pooled import CancelToken, QueryCancelled
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import killer_for
+from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.queryset import CancellableQuerySet, patch_queryset
 from tests.conftest import WrapperFactory
 from tests.testapp.models import Item

@@ -19,7 +19,7 @@ from django.db import connection
 
 from django_mysql_pooled import QueryCancelled
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import all_killers, killer_for
+from django_mysql_pooled.cancel.killers import all_killers, killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from tests.faults.conftest import TOLERANCE, PoolTargetFactory, wait_until
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd

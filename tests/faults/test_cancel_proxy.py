@@ -19,7 +19,7 @@ import pytest
 
 from django_mysql_pooled import identity
 from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killer import all_killers, killer_for
+from django_mysql_pooled.cancel.killers import all_killers, killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.errors import QueryCancelled
 from tests.faults.conftest import PoolTargetFactory, wait_until

@@ -201,12 +201,6 @@ def test_the_secret_is_never_logged_nor_published(
     assert leaked == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel/killer.py copies user/password from get_connection_params() (the static USER/PASSWORD) "
-    "and never calls OPTIONS['pool']['credentials']: killer_for() must take the alias's provider and "
-    "Killer._connect() must log in with it (see the report of issue 13, part 4)",
-)
 def test_kill_query_logs_in_with_the_provider(pool_target: PoolTargetFactory, provider: Rotating) -> None:
     from django_mysql_pooled import CancelToken, QueryCancelled
     from django_mysql_pooled.cancel.scope import cancel_scope

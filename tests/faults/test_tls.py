@@ -22,6 +22,7 @@ from django_mysql_pooled import CancelToken, QueryCancelled
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.pool import registry
+from tests.conftest import DrainingWrapper
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable, requires_mariadbd
 from tests.faults.tls import Certificates, make_certificates, tls_server_options
 
@@ -69,7 +70,7 @@ def tls_wrapper(tls_server: PrivateMariaDB, certs: Certificates, django_db_block
             CONN_MAX_AGE=0,
             OPTIONS={"ssl": {"ca": str(certs.ca)}, "ssl_mode": "VERIFY_IDENTITY", "pool": pool},
         )
-        wrapper = PooledWrapper(settings, f"tls{len(made)}-{id(make)}")
+        wrapper = DrainingWrapper(settings, f"tls{len(made)}-{id(make)}")  # stats read right after close()
         made.append(wrapper)
         return wrapper
 
