@@ -21,7 +21,8 @@ from django_mysql_pooled.pool.pool import ConnectionPool
 from django_mysql_pooled.session.credentials import connect_with_credentials, with_credentials
 from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
-from django_mysql_pooled.session.restore import SessionRestorer, remember_new_session
+from django_mysql_pooled.session.restore import SessionRestorer
+from django_mysql_pooled.session.statements import remember_new_session
 
 __all__ = ["DjangoPool", "build_pool", "open_connection"]
 

@@ -32,28 +32,36 @@ session is never handed out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
 from django_mysql_pooled.config import Credentials
 from django_mysql_pooled.session.credentials import login
-from django_mysql_pooled.session.native import (
-    METHOD_CHANGE_USER,
-    METHOD_RESET_CONNECTION,
-    SERVER_MORE_RESULTS_EXIST,
-    ResetFailed,
-    native_client,
-    remember_fd,
+from django_mysql_pooled.session.native import METHOD_CHANGE_USER, METHOD_RESET_CONNECTION, ResetFailed, native_client
+from django_mysql_pooled.session.statements import (
+    hex_literal,
+    join,
+    quote_name,
+    refuse_pending_results,
+    run,
 )
 
-__all__ = ["SessionRestorer", "remember_new_session"]
+__all__ = ["SessionRestorer"]
 
 # Server errors meaning "this server or proxy does not implement
 # COM_RESET_CONNECTION": fall back to COM_CHANGE_USER for this pool.
+logger = logging.getLogger(__name__)
+
 _RESET_UNSUPPORTED = (
     1047,  # ER_UNKNOWN_COM_ERROR: unknown command (MySQL < 5.7.3, some proxies)
     1235,  # ER_NOT_SUPPORTED_YET
 )
+
+# Set before a connection's first COM_RESET_CONNECTION and read after it: a reset clears it.
+_PROBE_SET: Final = b"SET @__dmp_reset_probe = 1"
+_PROBE_GET: Final = b"SELECT @__dmp_reset_probe"
+_NOT_RESET: Final = "COM_RESET_CONNECTION was answered without resetting the session (a proxy?)"
 
 # The role a new MariaDB session starts with: the user's default role, read
 # now (SET DEFAULT ROLE may have changed it since the pool started).
@@ -65,31 +73,6 @@ _MARIADB_ROLES: Final = (
 
 # Statements recorded by SET profiling = 1 (SHOW PROFILES); COM_RESET_CONNECTION keeps them.
 _PROFILES: Final = "(SELECT COUNT(*) FROM information_schema.PROFILING)"
-
-
-def quote_name(name: str) -> str:
-    """Quote an identifier with backticks (no backslash escapes: safe in every ``sql_mode``)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _hex_literal(value: str) -> str:
-    """A string literal that reads the same with or without ``NO_BACKSLASH_ESCAPES``/``ANSI_QUOTES``."""
-    return "X'" + value.encode().hex() + "'" if value else "''"
-
-
-def remember_new_session(conn: Any) -> None:
-    """Record, on a connection just opened, what its client side looks like new.
-
-    The character set and Python encoding mysqlclient chose at connect time
-    are put back by :class:`SessionRestorer` if a checkout changed them. The
-    server's kind (MariaDB, or MySQL with roles) does not change during a
-    connection, so it is read once here.
-    """
-    conn._dmp_charset = conn.character_set_name()
-    conn._dmp_encoding = conn.encoding
-    conn._dmp_mariadb = "mariadb" in conn.get_server_info().lower()
-    conn._dmp_mysql_roles = not conn._dmp_mariadb and _mysql_has_roles(conn)
-    remember_fd(conn)
 
 
 class SessionRestorer:
@@ -122,6 +105,8 @@ class SessionRestorer:
         self.isolation_level = isolation_level
         self.autocommit = autocommit
         self.use_reset_connection = native_client().reset_connection is not None
+        #: The target answered COM_RESET_CONNECTION without resetting (see _verify_reset).
+        self.reset_does_not_reset = False
         self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
 
     def _setup(self, mariadb: bool) -> list[str]:
@@ -143,7 +128,7 @@ class SessionRestorer:
         if charset:
             assignments.append(f"NAMES {charset}" + (f" COLLATE {collation}" if collation else ""))
         if params.get("sql_mode"):
-            assignments.append(f"sql_mode = {_hex_literal(str(params['sql_mode']))}")
+            assignments.append(f"sql_mode = {hex_literal(str(params['sql_mode']))}")
         # Django sets SQL_AUTO_IS_NULL = 0 when the server enables it; 0 either way.
         assignments.append("SQL_AUTO_IS_NULL = 0")
         if self.isolation_level:
@@ -160,13 +145,18 @@ class SessionRestorer:
         :raises MySQLdb.Error: the reset or the restore failed (the pool
             discards the connection).
         """
-        _refuse_pending_results(conn)
+        refuse_pending_results(conn)
         method = self._reset(conn)
         self.restore(conn)
         return method
 
     def _reset(self, conn: Any) -> str:
+        if self.reset_does_not_reset:
+            raise ResetFailed(0, _NOT_RESET)
         if self.use_reset_connection:
+            verify = not getattr(conn, "_dmp_reset_verified", False)
+            if verify:
+                run(conn, _PROBE_SET)
             try:
                 native_client().reset(conn)
             except ResetFailed as exc:
@@ -174,6 +164,8 @@ class SessionRestorer:
                     raise
                 self.use_reset_connection = False
             else:
+                if verify:
+                    self._verify_reset(conn)
                 return METHOD_RESET_CONNECTION
         if self.credentials is not None:
             user, password = login(self.alias, self.credentials)
@@ -184,6 +176,24 @@ class SessionRestorer:
         else:  # mysqlclient 2.3 refuses None for the schema
             conn.change_user(user, password)
         return METHOD_CHANGE_USER
+
+    def _verify_reset(self, conn: Any) -> None:
+        """After a connection's first ``COM_RESET_CONNECTION``: did it clear the probe variable?
+
+        A proxy may answer the command without resetting the session (Vitess
+        has been reported to keep autocommit and user variables): then no
+        connection of this pool is reused, each is closed at checkin and a new
+        one opened (the reconnect rung), never ``COM_CHANGE_USER``, which such
+        a target may not honour either.
+
+        :raises ResetFailed: the session was not reset.
+        """
+        if run(conn, _PROBE_GET)[0] is not None:
+            if not self.reset_does_not_reset:
+                logger.warning("%s (database %r); connections are closed at checkin instead", _NOT_RESET, self.alias)
+            self.reset_does_not_reset = True
+            raise ResetFailed(0, _NOT_RESET)
+        conn._dmp_reset_verified = True
 
     def restore(self, conn: Any) -> None:
         """Make a reset session look new, server side and client side.
@@ -199,7 +209,7 @@ class SessionRestorer:
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
-        row = _run(conn, batch)
+        row = run(conn, batch)
         if not self.database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
         if mariadb and row[3]:
@@ -210,7 +220,7 @@ class SessionRestorer:
             # SET ROLE survives the reset: activate the default role, then run the
             # setup again so that it runs under the role a new connection has.
             role = "NONE" if row[2] is None else quote_name(row[2])
-            _run(conn, _join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+            run(conn, join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
         schema = native_client().schema(conn)
         if self.database and schema is not None and schema != self.database:
             conn.select_db(self.database)  # session_track_schema is off: tell the client library
@@ -221,60 +231,4 @@ class SessionRestorer:
         if mysql_roles:
             statements.append("SET ROLE DEFAULT")
         tail = "SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")
-        return _join([*statements, *self._setup(mariadb), tail])
-
-
-def _mysql_has_roles(conn: Any) -> bool:
-    """MySQL has roles from 8.0 on (``SET ROLE DEFAULT``)."""
-    version = conn.get_server_info().split("-")[0].split(".")
-    try:
-        return int(version[0]) >= 8
-    except (ValueError, IndexError):  # pragma: no cover - an unknown server string
-        return False
-
-
-def _join(statements: list[str]) -> str:
-    # Separators start a line: a comment at the end of init_command ends before them.
-    return "\n;".join(statements)
-
-
-def _run(conn: Any, batch: bytes) -> tuple[Any, ...]:
-    """Run the statements of *batch* in one round trip; return the last result set's first row.
-
-    Through mysqlclient's low-level calls (``query``, ``store_result``,
-    ``next_result``: MySQL's C API for multiple statements,
-    https://dev.mysql.com/doc/c-api/8.0/en/c-api-multiple-queries.html) rather
-    than a cursor, which would add its bookkeeping to every checkin.
-
-    :raises MySQLdb.Error: a statement failed (the server runs none after it).
-    """
-    conn.query(batch)
-    row: tuple[Any, ...] = ()
-    while True:
-        result = conn.store_result()
-        if result is not None:
-            rows = result.fetch_row()
-            row = rows[0] if rows else ()
-        if conn.next_result() != 0:
-            return row
-
-
-def _refuse_pending_results(conn: Any) -> None:
-    """Refuse a connection with result sets a checkout left unread (the rest of a multi-statement).
-
-    ``mysql_reset_connection()`` would otherwise take the next result set
-    for its own reply, and the session would be out of step.
-
-    :raises ResetFailed: result sets are pending (read from MariaDB
-        Connector/C's status flags); :class:`MySQLdb.Error`: an unbuffered
-        result is still open ("commands out of sync"). The pool then closes
-        the connection.
-    """
-    status = native_client().server_status(conn)
-    if status is not None and status & SERVER_MORE_RESULTS_EXIST:
-        # The rest may still be running on the server (SELECT 1; SELECT SLEEP(600)):
-        # reading it could block the returning thread for as long. Close instead,
-        # as the stock backend's close() does.
-        raise ResetFailed(2014, "a checkout left result sets unread; the connection is closed")
-    while conn.next_result() == 0:  # without MariaDB Connector/C's flags: read them
-        conn.discard_result()
+        return join([*statements, *self._setup(mariadb), tail])

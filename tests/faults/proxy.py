@@ -15,7 +15,10 @@ and adds the faults a connection pool must survive:
   byte moves in either direction, live links included (a hung server or a
   black-holed network);
 * :attr:`Proxy.latency` delays every chunk, :attr:`Proxy.connect_delay`
-  delays only the start of each new link (a slow connection setup).
+  delays only the start of each new link (a slow connection setup);
+* :attr:`Proxy.fake_reset`: answers ``COM_RESET_CONNECTION`` with OK itself
+  and never forwards it, as a proxy that accepts the command without
+  resetting the session (what has been reported of Vitess).
 
 Every loop polls with a short timeout and gives up after :data:`MAX_LIFETIME`
 seconds, so no thread outlives a test run by much even if nobody stops it.
@@ -39,6 +42,10 @@ MAX_LIFETIME = 900.0
 #: Seconds between two looks at the proxy's state from a blocked thread.
 POLL = 0.05
 CHUNK = 65536
+#: A client's COM_RESET_CONNECTION packet (length 1, sequence 0, command 0x1f), and an OK
+#: reply to it (sequence 1, no rows, status SERVER_STATUS_AUTOCOMMIT, no warnings).
+COM_RESET_CONNECTION = b"\x01\x00\x00\x00\x1f"
+OK_PACKET = b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00"
 #: Pending connections the kernel queues (a burst of 50 connects must not overflow it).
 BACKLOG = 512
 
@@ -89,6 +96,8 @@ class Proxy:
         self.latency = 0.0
         #: Seconds a new link waits before its first byte moves.
         self.connect_delay = 0.0
+        #: Answer COM_RESET_CONNECTION with OK without forwarding it (a reset that does not reset).
+        self.fake_reset = False
         #: Links accepted since the proxy was built.
         self.accepted = 0
         self._lock = threading.Lock()
@@ -265,6 +274,13 @@ class Proxy:
                 self._links.discard(link)
             link.close()
 
+    def _fake_reset(self, link: _Link, source: socket.socket, data: bytes, stop: threading.Event) -> bool:
+        """Answer a ``COM_RESET_CONNECTION`` packet from the client with OK; whether it was one."""
+        if not (self.fake_reset and source is link.client and data == COM_RESET_CONNECTION):
+            return False
+        self._send(link.client, OK_PACKET, stop)
+        return True
+
     def _pump(self, link: _Link, source: socket.socket, sink: socket.socket, stop: threading.Event) -> None:
         """Move chunks from *source* to *sink* until either end closes or the proxy stops.
 
@@ -283,6 +299,8 @@ class Proxy:
                     return
                 if not data:
                     return
+                if self._fake_reset(link, source, data, stop):
+                    continue
                 if not self._hold(stop) or not self._send(sink, data, stop):
                     return
         finally:
