@@ -98,3 +98,32 @@ def test_killer_sent_to_another_server_kills_nothing(
             assert cursor.fetchone()[0] == connection_id  # the session was never disturbed
     finally:
         db.close()
+
+
+def test_without_the_server_check_the_kill_goes_wherever_the_balancer_sends_it(
+    private_server: PrivateMariaDB,
+    second_server: PrivateMariaDB,
+    proxy: Proxy,
+    pool_target: PoolTargetFactory,
+    client_kill_only: None,
+    settings: Any,
+) -> None:
+    """``DJANGO_MYSQL_POOLED_KILL_CHECK_SERVER = False`` (for a proxy that resolves ids itself) sends
+    the kill without comparing servers: here it reaches the wrong server, which is why the check is on
+    by default."""
+    settings.DJANGO_MYSQL_POOLED_KILL_CHECK_SERVER = False
+    target = pool_target({"max_size": 1}, via=proxy)
+    db: Any = target.wrapper()
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        proxy.target = (second_server.host, second_server.port)
+        killer = killer_for(db.get_connection_params())
+        killer.close()
+        before = _kills_executed(second_server)
+        with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.3), db.cursor() as cursor:
+            cursor.execute("SELECT SLEEP(2)")
+        wait_until(lambda: _kills_executed(second_server) > before, 10, "no KILL reached the second server")
+        assert target.stats().get("kills_wrong_server", 0) == 0
+    finally:
+        db.close()
