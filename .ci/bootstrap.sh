@@ -1,6 +1,7 @@
-# Sourced by tests/run.sh, testproject/demo.sh and .ci/run: installs what the
-# project needs (system packages when root, the virtualenv, the package and
-# its extras) and makes sure a MySQL/MariaDB server is reachable.
+# Sourced by tests/run.sh, testproject/demo.sh, .ci/run and .ci/wheel_demo.sh:
+# installs what the project needs (system packages when root, the virtualenv,
+# the package and its extras, nox for the version matrix) and makes sure a
+# MySQL/MariaDB server is reachable.
 set -euo pipefail
 
 _need_apt=()
@@ -8,13 +9,19 @@ command -v pkg-config >/dev/null 2>&1 || _need_apt+=(pkg-config)
 [ -e /usr/include/mariadb/mysql.h ] || [ -e /usr/include/mysql/mysql.h ] || _need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || _need_apt+=(gcc)
 command -v wrk >/dev/null 2>&1 || _need_apt+=(wrk)
-if [ ${#_need_apt[@]} -gt 0 ]; then
+# Only the docs build needs Graphviz (dot draws the diagrams of docs/diagrams/).
+_want_apt=()
+command -v dot >/dev/null 2>&1 || _want_apt+=(graphviz)
+if [ ${#_need_apt[@]} -gt 0 ] || [ ${#_want_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "Installing system packages: ${_need_apt[*]}" >&2
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_need_apt[@]}" >/dev/null
-    else
+        echo "Installing system packages: ${_need_apt[*]} ${_want_apt[*]}" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            ${_need_apt[@]+"${_need_apt[@]}"} ${_want_apt[@]+"${_want_apt[@]}"} >/dev/null
+    elif [ ${#_need_apt[@]} -gt 0 ]; then
         echo "Missing system packages: ${_need_apt[*]} (needed to build mysqlclient)." >&2
         exit 1
+    else
+        echo "Note: ${_want_apt[*]} is not installed: the docs build (Graphviz diagrams) will fail." >&2
     fi
 fi
 
@@ -26,7 +33,7 @@ source .venv/bin/activate
 _stamp=.venv/.dmp-installed
 if [ ! -f "$_stamp" ] || [ pyproject.toml -nt "$_stamp" ]; then
     python -m pip install -q --upgrade pip
-    python -m pip install -q -e ".[test,docs,dev,bench]"
+    python -m pip install -q -e ".[test,docs,dev,bench,release]"
     touch "$_stamp"
 fi
 

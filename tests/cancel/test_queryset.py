@@ -410,6 +410,7 @@ def raw_connection() -> Iterator[BaseDatabaseWrapper]:
     yield connection
 
 
+@pytest.mark.slow
 def test_race_stress_kills_never_reach_the_next_statement(raw_connection: BaseDatabaseWrapper) -> None:
     """Kills timed to land around the end of short statements: the statement right
     after each one, on the same connection, must never be interrupted."""

@@ -63,6 +63,7 @@ def test_network_cut_fails_fast_and_service_resumes(
     assert recovered_at - back_at <= 1.0 + TOLERANCE
 
 
+@pytest.mark.slow
 def test_deaf_network_times_out_within_timeout(
     proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None]
 ) -> None:
@@ -216,6 +217,7 @@ def test_slow_network_serves_every_request(
     assert max(durations) <= TIMEOUT + TOLERANCE
 
 
+@pytest.mark.slow
 def test_very_slow_network_overruns_timeout_only_while_connecting(
     proxy: Proxy, pool_target: PoolTargetFactory, figures: Callable[..., None]
 ) -> None:

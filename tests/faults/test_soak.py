@@ -62,7 +62,7 @@ from tests.faults.proxy import Proxy
 #: Seconds of load (faults included); the short default runs in CI.
 SOAK_SECONDS = float(os.environ.get("DMP_SOAK_SECONDS", "20"))
 
-pytestmark = [requires_mariadbd, pytest.mark.timeout(int(SOAK_SECONDS) + 240)]
+pytestmark = [requires_mariadbd, pytest.mark.slow, pytest.mark.timeout(int(SOAK_SECONDS) + 240)]
 
 THREADS = 12
 MAX_SIZE = 6
