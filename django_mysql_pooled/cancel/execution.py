@@ -63,7 +63,7 @@ class Execution:
     :param pool: the alias's pool (counts the kills), ``None`` without one.
     """
 
-    __slots__ = ("connection_id", "killer", "pool", "raw", "state")
+    __slots__ = ("abandoned", "connection_id", "killer", "pool", "raw", "state")
 
     def __init__(self, raw: Any, killer: Killer, pool: Any) -> None:
         self.raw = raw
@@ -71,6 +71,8 @@ class Execution:
         self.killer = killer
         self.pool = pool
         self.state = State.RUNNING
+        #: finish() stopped waiting for a kill in flight (see there).
+        self.abandoned = False
 
     def __repr__(self) -> str:
         return f"<Execution connection={self.connection_id} {self.state.value}>"
@@ -88,7 +90,9 @@ class Execution:
         outcome = KillOutcome.FAILED
         try:
             check = getattr(settings, "DJANGO_MYSQL_POOLED_KILL_CHECK_SERVER", True)
-            outcome = self.killer.kill(self.connection_id, identity.identity_of(self.raw), check_server=check)
+            outcome = self.killer.kill(
+                self.connection_id, identity.identity_of(self.raw), check_server=check, still_wanted=self._killing
+            )
         finally:
             with lock:
                 self.state = State.KILLED if outcome is KillOutcome.SENT else State.KILL_FAILED
@@ -97,10 +101,16 @@ class Execution:
             if key is not None and self.pool is not None:
                 self.pool.count(key)
 
+    def _killing(self) -> bool:
+        with lock:
+            return self.state is State.KILLING
+
     def finish(self) -> bool:
         """Mark the statement done, once no kill is in flight; return whether a kill landed.
 
-        Waits at most :data:`FINISH_BOUND` seconds (then logs a warning).
+        Waits at most :data:`FINISH_BOUND` seconds (then logs a warning and sets
+        :attr:`abandoned`: a kill may still be sent, so the caller must never
+        let the connection serve another statement of someone else).
         """
         deadline = time.monotonic() + FINISH_BOUND
         with lock:
@@ -108,8 +118,12 @@ class Execution:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     logger.warning(
-                        "KILL QUERY %s still unanswered after %.0f s: not waiting", self.connection_id, FINISH_BOUND
+                        "KILL QUERY %s still unanswered after %.0f s: not waiting; the connection is closed "
+                        "when returned",
+                        self.connection_id,
+                        FINISH_BOUND,
                     )
+                    self.abandoned = True
                     break
                 lock.wait(left)
             killed = self.state is State.KILLED

@@ -108,12 +108,27 @@ class Hook:
     def _finish(self, execution: Execution) -> Scope | None:
         """Wait for an in-flight kill; return the scope whose kill landed, if one did."""
         killed = execution.finish()
+        if execution.abandoned:
+            self._never_reuse()
         with ex.lock:
             for scope in self.scopes:
                 scope.running = None
         if not killed:
             return None
         return next((scope for scope in self.scopes if scope.reason is not None), self.scopes[0])
+
+    def _never_reuse(self) -> None:
+        """A kill may still reach this session: it must serve no one else's statement.
+
+        Pooled: closed at checkin (a new connection gets a new id, so the
+        late ``KILL QUERY`` finds no such thread). Stock: closed at the end of
+        the request (``close_at``), before a persistent connection is reused.
+        """
+        mark_broken = getattr(self.connection, "setup_failed", None)
+        if mark_broken is not None:
+            mark_broken()
+        else:
+            self.connection.close_at = time.monotonic()
 
     def _completed(self, sql: str, result: Any, killed: Scope | None, connection_id: int) -> Any:
         """The result of a statement the server completed, or the reason a read must not return."""

@@ -170,7 +170,14 @@ class Killer:
 
     # -- killing ----------------------------------------------------------------------
 
-    def kill(self, connection_id: int, target: str | None, *, check_server: bool = True) -> KillOutcome:
+    def kill(
+        self,
+        connection_id: int,
+        target: str | None,
+        *,
+        check_server: bool = True,
+        still_wanted: Callable[[], bool] = lambda: True,
+    ) -> KillOutcome:
         """Send ``KILL QUERY connection_id``, if the killer reaches the target's server.
 
         Takes at most about :data:`KILL_BOUND` seconds; logs, never raises.
@@ -178,21 +185,26 @@ class Killer:
         :param target: the identity recorded on the target connection
             (:func:`django_mysql_pooled.identity.identity_of`); ``None``: unknown.
         :param check_server: ``False``: kill without comparing identities (ProxySQL,
-            which resolves the id itself; docs/cancellation.rst).
+            which resolves the id itself; docs/cancellation.rst). With the check,
+            an unknown identity on either side refuses the kill.
+        :param still_wanted: asked once connected, just before the kill is sent:
+            ``False`` (the statement ended meanwhile) sends nothing.
         """
         if not self._lock.acquire(timeout=KILL_BOUND):
             logger.warning("killer %s: KILL QUERY %s not sent: the connection is busy", self.where, connection_id)
             return KillOutcome.FAILED
         try:
-            return self._kill(connection_id, target, check_server)
+            return self._kill(connection_id, target, check_server, still_wanted)
         finally:
             self._lock.release()
 
-    def _kill(self, connection_id: int, target: str | None, check_server: bool) -> KillOutcome:
+    def _kill(
+        self, connection_id: int, target: str | None, check_server: bool, still_wanted: Callable[[], bool]
+    ) -> KillOutcome:
         for stale in (self._conn is not None, False):
             try:
                 conn = self._connect()
-                if check_server and target != self.identity:
+                if check_server and (target is None or self.identity is None or target != self.identity):
                     self._log_once(
                         KillOutcome.WRONG_SERVER,
                         "KILL QUERY %s not sent: the query runs on server %s, the killer connection "
@@ -202,6 +214,8 @@ class Killer:
                         self.identity,
                     )
                     return KillOutcome.WRONG_SERVER
+                if not still_wanted():  # the statement ended while the killer connected
+                    return KillOutcome.GONE
                 conn.cursor().execute(f"KILL QUERY {int(connection_id)}")
             except MySQLdb.OperationalError as exc:
                 code = exc.args[0] if exc.args else None
