@@ -26,13 +26,14 @@ from django_mysql_pooled.pool import registry
 from django_mysql_pooled.session import fork
 from django_mysql_pooled.session.checkin import roll_back_at_checkin
 from django_mysql_pooled.session.deferred_setup import SetupCursorWrapper, run_batch
-from django_mysql_pooled.session.factory import DjangoPool, build_pool
+from django_mysql_pooled.session.factory import DjangoPool, build_pool, params_key
 
 __all__ = ["DatabaseWrapper"]
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_LEVEL = object()  # OPTIONS without "isolation_level"
+_warned_unpooled: set[str] = set()  # aliases whose other-settings wrapper was logged
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
@@ -49,9 +50,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pool_reused = False
         self._pending_setup: list[str] | None = None
         self._setup_broken = False
-        #: (OPTIONS, its isolation_level, Django's isolation level) of the last
-        #: get_connection_params() that did the stock backend's work.
-        self._isolation_seen: tuple[Any, Any, str | None] | None = None
+        #: (OPTIONS, its isolation_level, the server settings, Django's isolation
+        #: level, the parameters' key) of the last get_connection_params() that
+        #: did the stock backend's work.
+        self._params_seen: tuple[Any, Any, tuple[Any, ...], str | None, str] | None = None
         fork.track(self)
 
     # -- the pool ---------------------------------------------------------
@@ -94,22 +96,25 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def get_connection_params(self) -> dict[str, Any]:
         """The driver's ``connect()`` arguments (without the pool's options); sets ``isolation_level``.
 
-        With a pool built, a checkout does not use them: only the isolation
-        level (which a ``copy()`` of the wrapper may change) is looked at
-        again, and the stock backend's work is repeated only when
-        ``OPTIONS`` is another object or its ``isolation_level`` changed.
+        With a pool built, a checkout does not use them: the stock backend's
+        work is repeated only when ``OPTIONS`` is another object, or its
+        ``isolation_level`` or the server settings (``NAME``, ``USER``,
+        ``PASSWORD``, ``HOST``, ``PORT``) changed; otherwise the pool's are
+        returned (a copy).
 
         :raises ImproperlyConfigured: an invalid ``isolation_level`` (Django's check).
         """
         pool = registry.get_pool(self.alias) if self.alias != NO_DB_ALIAS else None
-        options = self.settings_dict["OPTIONS"]
+        settings = self.settings_dict
+        options = settings["OPTIONS"]
         level = options.get("isolation_level", _DEFAULT_LEVEL)
-        seen = self._isolation_seen
-        if pool is not None and seen is not None and seen[0] is options and seen[1] == level:
-            self.isolation_level = seen[2]
-            return pool.restorer.params  # type: ignore[attr-defined, no-any-return]
+        server = (settings["NAME"], settings["USER"], settings["PASSWORD"], settings["HOST"], settings["PORT"])
+        seen = self._params_seen
+        if pool is not None and seen is not None and seen[0] is options and seen[1] == level and seen[2] == server:
+            self.isolation_level = seen[3]
+            return dict(pool.restorer.params)  # type: ignore[attr-defined]
         params = self._driver_params()
-        self._isolation_seen = (options, level, self.isolation_level)
+        self._params_seen = (options, level, server, self.isolation_level, params_key(params))
         return params
 
     def _driver_params(self) -> dict[str, Any]:
@@ -123,7 +128,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pending_setup = None
         self._setup_broken = False
         pool = self.pool
-        if pool is None:
+        if pool is None or not self._same_server_settings(pool):
             self._pool_of_connection = None
             return super().get_new_connection(conn_params)
         conn = pool.getconn(owner=self)
@@ -131,6 +136,27 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self.checkout_token = object()
         self._pool_reused = pool.was_reused(conn)
         return conn
+
+    def _same_server_settings(self, pool: DjangoPool) -> bool:
+        """Whether this wrapper connects as the pool does; if not, it gets a connection of its own.
+
+        One pool serves an alias. A wrapper of the alias whose ``NAME``,
+        ``USER``, ``HOST``, ``OPTIONS``... differ from the ones the pool was
+        built with (a ``connection.copy()`` with other settings) must neither
+        get the pool's sessions nor give its own to the pool: it connects
+        like the stock backend, unpooled (logged once per alias).
+        """
+        seen = self._params_seen
+        if seen is None or seen[4] == pool.params_key:
+            return True
+        if pool.name not in _warned_unpooled:
+            _warned_unpooled.add(pool.name)
+            logger.warning(
+                "database %r: a connection object with other connection settings than the pool's "
+                "(NAME, USER, HOST, OPTIONS...) connects without the pool",
+                pool.name,
+            )
+        return False
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection

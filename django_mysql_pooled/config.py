@@ -113,7 +113,7 @@ def _as_bool(alias: str, key: str, value: object) -> bool:
 
 
 def _as_number(alias: str, key: str, value: object, *, integer: bool) -> float:
-    allowed = "an integer >= 0" if integer else "a number of seconds >= 0"
+    allowed = ("an integer >= 1" if key == "max_size" else "an integer >= 0") if integer else "a number of seconds >= 0"
     if isinstance(value, bool):
         raise _fail(alias, key, value, allowed)
     number: float

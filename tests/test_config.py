@@ -59,8 +59,8 @@ def test_leak_timeout_none(value: Any) -> None:
     ("pool", "message"),
     [
         ({"max_sise": 3}, "unknown key 'max_sise'; allowed keys: credentials, leak_timeout, max_idle"),
-        ({"max_size": "ten"}, "['max_size'] = 'ten' is invalid: it must be an integer >= 0"),
-        ({"max_size": 2.5}, "['max_size'] = 2.5 is invalid: it must be an integer >= 0"),
+        ({"max_size": "ten"}, "['max_size'] = 'ten' is invalid: it must be an integer >= 1"),
+        ({"max_size": 2.5}, "['max_size'] = 2.5 is invalid: it must be an integer >= 1"),
         ({"max_size": True}, "['max_size'] = True is invalid"),
         ({"max_size": 0}, "['max_size'] = 0 is invalid: it must be an integer >= 1"),
         ({"min_size": -1}, "['min_size'] = -1 is invalid"),

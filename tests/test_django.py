@@ -75,7 +75,11 @@ def test_close_inside_atomic_returns_connection_and_forbids_reuse() -> None:
 
 
 def test_manage_py_test_parallel_uses_the_pool_on_each_clone() -> None:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DMP_TEST_DB_NAME": "test_dmp_runner"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DMP_TEST_DB_NAME": os.environ.get("DMP_TEST_DB_NAME", "test_dmp") + "_runner",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "django", "test", "tests.parallel_testcases", "--parallel", "2", "--noinput", "-v", "2"],
         cwd=ROOT,

@@ -25,12 +25,26 @@ class QueryCancelled(OperationalError):
     :ivar connection_id: the server connection id (``CONNECTION_ID()``) the
         statement ran on, ``None`` if unknown.
     :ivar elapsed: seconds (float) since the cancellable evaluation started.
+    :ivar completed: ``True`` when the server completed the statement (a read
+        that returned after its deadline or its kill: its value may be wrong,
+        so it is not returned); ``args[0]`` is then ``None``, since the server
+        reported no error. Whatever the statement wrote is kept: a ``SELECT``
+        that calls a function writing rows, ``NEXTVAL()`` or ``GET_LOCK()`` has
+        its effect even though it raised, so do not retry such a read blindly.
     """
 
     def __init__(
-        self, message: str, *, reason: CancelReason, connection_id: int | None, elapsed: float, errno: int = 1317
+        self,
+        message: str,
+        *,
+        reason: CancelReason,
+        connection_id: int | None,
+        elapsed: float,
+        errno: int | None = 1317,
+        completed: bool = False,
     ) -> None:
         super().__init__(errno, message)
         self.reason: CancelReason = reason
         self.connection_id = connection_id
         self.elapsed = elapsed
+        self.completed = completed

@@ -136,8 +136,8 @@ class Hook:
             if killed is None:
                 with ex.lock:
                     killed = self._refused()  # the server's limit may end a read silently too
-            if killed is not None:
-                raise self._cancelled(killed.error(connection_id))
+            if killed is not None:  # completed, but its value may be wrong (a killed BENCHMARK() is 0)
+                raise self._cancelled(killed.error(connection_id, completed=True))
         elif killed is not None:
             logger.info(
                 "KILL QUERY %s landed after the server completed the statement: its result is kept", connection_id

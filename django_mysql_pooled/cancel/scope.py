@@ -106,7 +106,7 @@ class Scope:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def error(self, connection_id: int | None, errno: int = _INTERRUPTED) -> QueryCancelled:
+    def error(self, connection_id: int | None, errno: int = _INTERRUPTED, *, completed: bool = False) -> QueryCancelled:
         reason = self.reason or "timeout"
         if reason == "timeout":
             why = f"its deadline passed: cancellable(timeout={self.timeout})"
@@ -117,7 +117,8 @@ class Scope:
             reason=reason,
             connection_id=connection_id,
             elapsed=self.elapsed(),
-            errno=errno,
+            errno=None if completed else errno,
+            completed=completed,
         )
 
     def close(self) -> None:

@@ -116,7 +116,9 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         for entry in idle:
             self._safe_close(entry.conn)
         self._stop.set()
-        returns.stop_workers(self._return_queue, self._return_workers, timeout)
+        with self._lock:
+            workers, self._return_workers = self._return_workers, []  # a late putconn() resets itself
+        returns.stop_workers(self._return_queue, workers, timeout)
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
@@ -135,11 +137,13 @@ class MaintainedPoolState(ValidatedPoolState[C]):
 
         The pool is then closed; the child builds a new one.
         """
-        entries = list(self._idle) + list(self._in_use.values()) + list(self._returning.values())
+        # Also those a thread of the parent was resetting or checking: in the child that thread is gone.
+        entries = [*self._idle, *self._in_use.values(), *self._returning.values(), *self._resetting.values()]
         self._lock = threading.Lock()  # the parent's may have been held at fork()
         self._idle.clear()
         self._in_use.clear()
         self._returning.clear()
+        self._resetting.clear()
         self._return_queue = queue.SimpleQueue()  # its entries are detached below
         self._return_workers = []
         self._waiters.clear()

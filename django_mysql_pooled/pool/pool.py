@@ -216,7 +216,7 @@ class ConnectionPool(MaintainedPoolState[C]):
                 abandoned = self._take_abandoned_locked()
                 if not abandoned:
                     return self._wait_locked_then(deadline, started, wait)
-            self._reclaim(abandoned)  # then try again: they are idle (or their slots free) now
+            self._reclaim(abandoned)  # closed, their slots free: try again
 
     def _wait_locked_then(self, deadline: float, started: float, wait: float) -> Entry[C] | None:
         """Queue and wait to be served (called and returning with the lock held; released while waiting)."""
@@ -296,7 +296,11 @@ class ConnectionPool(MaintainedPoolState[C]):
             elif not self.resets_on_checkin:
                 if self._keep_locked(entry, now):
                     return
-            elif self._return_workers and self._pending_returns_locked() < 2 * len(self._return_workers):
+            elif (
+                self._return_workers
+                and not self._closed
+                and self._pending_returns_locked() < 2 * len(self._return_workers)
+            ):
                 self._returning[id(entry)] = entry  # a worker resets it (returns.py)
                 self._return_queue.put(entry)
                 return

@@ -201,7 +201,7 @@ class ValidatedPoolState(PoolState[C]):
         :returns: whether the returns were all done within *timeout*.
         """
         deadline = self._clock() + timeout
-        while self._returning or self._returns_in_flight:
+        while self._returns_in_flight or (self._returning and not self._closed):
             if self._clock() >= deadline:
                 return False
             time.sleep(0.001)

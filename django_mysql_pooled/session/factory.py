@@ -24,7 +24,7 @@ from django_mysql_pooled.session.native import detach_after_fork, interrupt, soc
 from django_mysql_pooled.session.restore import SessionRestorer
 from django_mysql_pooled.session.statements import remember_new_session
 
-__all__ = ["DjangoPool", "build_pool", "open_connection"]
+__all__ = ["DjangoPool", "build_pool", "open_connection", "params_key"]
 
 
 class DjangoPool(ConnectionPool[Any]):
@@ -42,8 +42,15 @@ class DjangoPool(ConnectionPool[Any]):
         self.config = config
         #: What every reset restores (Django's isolation level among it).
         self.restorer = restorer
+        #: Which connection settings the pool's connections have (see :func:`params_key`).
+        self.params_key = params_key(restorer.params)
         #: The KILL QUERY connection's login with rotating credentials (``None`` without).
         self.killer_login = None if config.credentials is None else KillerLogin(self.name, config.credentials)
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """A key equal for equal ``connect()`` arguments (kept in memory only: it holds the password)."""
+    return repr(sorted((key, value) for key, value in params.items() if key != "conv"))
 
 
 class KillerLogin:

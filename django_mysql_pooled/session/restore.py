@@ -175,6 +175,8 @@ class SessionRestorer:
             conn.change_user(user, password, self.database)
         else:  # mysqlclient 2.3 refuses None for the schema
             conn.change_user(user, password)
+        if not getattr(conn, "_dmp_reset_verified", False):
+            self._verify_reset(conn)  # the probe set before the refused reset must be gone too
         return METHOD_CHANGE_USER
 
     def _verify_reset(self, conn: Any) -> None:

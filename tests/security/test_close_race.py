@@ -17,10 +17,6 @@ import gc
 import time
 from typing import Any
 
-import pytest
-
-SEC_2 = "SEC-2: putconn() after close() queues the connection for return workers that have stopped"
-
 
 def _lock_holder(admin: Any, name: str) -> Any:
     cursor = admin.cursor()
@@ -28,7 +24,6 @@ def _lock_holder(admin: Any, name: str) -> Any:
     return cursor.fetchone()[0]
 
 
-@pytest.mark.xfail(strict=True, reason=SEC_2)
 def test_connection_returned_after_close_is_closed(pooled: Any, admin: Any) -> None:
     request = pooled({"max_size": 2}, alias="sec_close_race", drain=False)
     with request.cursor() as cursor:

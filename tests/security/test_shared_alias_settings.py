@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 SEC_3 = "SEC-3: a wrapper of the alias with other NAME/USER/HOST gets the pool's session, or imposes its own"
 
 
@@ -26,7 +24,6 @@ def _database(wrapper: Any) -> str:
         return str(cursor.fetchone()[0])
 
 
-@pytest.mark.xfail(strict=True, reason=SEC_3)
 def test_copy_with_other_name_gets_its_own_database(pooled: Any) -> None:
     main = pooled({"max_size": 2}, alias="sec_shared_alias")
     expected = main.settings_dict["NAME"]

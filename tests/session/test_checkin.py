@@ -13,6 +13,7 @@ import concurrent.futures
 import copy
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from tests.conftest import WrapperFactory
 from tests.testapp.models import Item
 
-LOCK = "dmp_checkin_lock"
+LOCK = "dmp_checkin_lock_" + os.environ.get("DMP_TEST_DB_NAME", "test_dmp")  # server-wide: one per concurrent run
 
 
 def query(db: Any, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
