@@ -4,7 +4,8 @@
 * B: stock, ``CONN_MAX_AGE = None`` and ``CONN_HEALTH_CHECKS = True`` (one per thread, pinged per request);
 * C: django-db-connection-pool (SQLAlchemy ``QueuePool`` with pre-ping);
 * D: this backend, pool and ``COM_RESET_CONNECTION`` on checkout;
-* D0: this backend, pool without reset (``reset=False``: a ping per checkout).
+* D0: this backend, pool without reset (``reset=False``: a ping per checkout);
+* D16: D with ``max_size`` 16, as many connections as B holds at 16 threads (equal connection counts).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ LABELS = {
     "C": "django-db-connection-pool (QueuePool, pre-ping)",
     "D": "django_mysql_pooled (reset on)",
     "D0": "django_mysql_pooled (reset=False)",
+    "D16": "D with max_size 16: as many connections as B holds at 16 threads (equal-count rows only)",
 }
+#: The equal-count variant's pool size.
+EQUAL_MAX_SIZE = 16
 
 #: The schema and table every workload reads.
 DATABASE_NAME = "dmp_bench"
@@ -67,6 +71,8 @@ def database(
         kept = min_size or max_size  # QueuePool keeps pool_size and opens up to max_overflow more
         options = {"POOL_SIZE": kept, "MAX_OVERFLOW": max_size - kept, "PRE_PING": True, "RECYCLE": 3600, "TIMEOUT": 30}
         return {**db, "ENGINE": "dj_db_conn_pool.backends.mysql", "POOL_OPTIONS": options}
+    if mode == "D16":
+        return database("D", host=host, port=port, user=user, password=password, max_size=EQUAL_MAX_SIZE, min_size=0)
     if mode in ("D", "D0"):
         pool: dict[str, Any] = {"min_size": min_size, "max_size": max_size, "timeout": 30.0}
         if mode == "D0":
