@@ -44,7 +44,8 @@ def instruction_counts(ctx: Context) -> dict[str, Any]:
     plan = ctx.plan
     out_dir = ctx.run_dir / "callgrind"
     counted = instructions.measure(plan.instruction_modes, *plan.instruction_cycles, _env(ctx, "D", "cg"), out_dir)
-    result: dict[str, Any] = {"modes": {mode: {k: v for k, v in r.items() if k != "files"} for mode, r in counted.items()}}
+    kept = {mode: {k: v for k, v in r.items() if k != "files"} for mode, r in counted.items()}
+    result: dict[str, Any] = {"modes": kept}
     if all(mode in counted for mode in ANNOTATED):
         result["c_functions"] = _c_functions(ctx, counted)
         result.update(_python_functions(ctx))

@@ -17,9 +17,10 @@ Each measurement runs in a fresh process of its own and prints one JSON object:
 ``python -m bench.memory django MODE CYCLES``
     tracemalloc over CYCLES Django request cycles (:func:`bench.cycles.cycles`).
 
-Traced growth is measured from a snapshot after a warm-up to the end (the
-first snapshot's own memory excluded), after ``gc.collect()``; a leak of one
-small object per cycle would show as tens of kilobytes per 1000 cycles.
+Traced growth is measured between snapshots after a warm-up, half-way and at
+the end (the snapshots' own memory excluded), after ``gc.collect()``; a leak
+of one small object per cycle would show as tens of kilobytes per 1000 cycles
+in each half.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ from typing import Any
 
 #: Warm-up before the first snapshot, in units of the workload (pairs or cycles).
 WARMUP_FRACTION = 0.1
+#: Frames kept per traced allocation (enough to see ours under Django's and MySQLdb's).
+FRAMES = 12
+
+
+def _short(location: str) -> str:
+    for marker in ("site-packages/", "python3.11/", "/wt10/"):
+        if marker in location:
+            return location.split(marker, 1)[1]
+    return location
 
 
 def rss_kib() -> int:
@@ -93,34 +103,52 @@ def rss(mode: str, count: int) -> dict[str, Any]:
     }
 
 
+def _growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot, *filters: tracemalloc.Filter) -> int:
+    stats = last.filter_traces(filters).compare_to(first.filter_traces(filters), "lineno")
+    return sum(stat.size_diff for stat in stats)
+
+
 def traced(run: Callable[[int], Any], total: int) -> dict[str, Any]:
-    """Traced memory growth over *total* units of *run* after a warm-up of 10 % more."""
+    """Traced memory growth over *total* units of *run* after a warm-up of 10 % more.
+
+    Snapshots after the warm-up, half-way and at the end: growth proportional
+    to the work shows in both halves alike; a one-off (a cache filled once, a
+    timer's first run) only in the first. ``ours``: the growth of allocations
+    with a frame of ``django_mysql_pooled`` on their stack (up to
+    :data:`FRAMES` deep), whatever library made them.
+    """
     warmup = max(1, int(total * WARMUP_FRACTION))
     run(warmup)  # untraced: connections open, caches warm
-    tracemalloc.start(1)
+    tracemalloc.start(FRAMES)
     run(warmup)  # traced: whatever a first traced pass allocates once
-    gc.collect()
-    first = tracemalloc.take_snapshot()
-    start = tracemalloc.get_traced_memory()[0]  # includes the snapshot itself, alive until the end
-    run(total // 2)
-    gc.collect()
-    middle = tracemalloc.get_traced_memory()[0]
-    run(total - total // 2)
-    gc.collect()
-    end = tracemalloc.get_traced_memory()[0]
-    last = tracemalloc.take_snapshot()
+    snapshots, sizes = [], []
+    for part in (0, total // 2, total - total // 2):
+        run(part)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        snapshots.append(tracemalloc.take_snapshot())
+        sizes.append((before, tracemalloc.get_traced_memory()[0]))  # a snapshot's own size excluded
     tracemalloc.stop()
+    first, middle, last = snapshots
+    halves = [sizes[1][0] - sizes[0][1], sizes[2][0] - sizes[1][1]]
+    own = (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__))
     top = [
-        [str(stat.traceback[0]), stat.size_diff, stat.count_diff]
-        for stat in last.compare_to(first, "lineno")[:5]
+        [_short(str(stat.traceback[0])), stat.size_diff, stat.count_diff]
+        for stat in last.filter_traces(own).compare_to(first.filter_traces(own), "lineno")[:5]
         if stat.size_diff > 0
     ]
+    ours = tracemalloc.Filter(True, "*/django_mysql_pooled/*", all_frames=True)
+    ours_halves = [_growth(first, middle, ours), _growth(middle, last, ours)]
+    half = (total - total // 2) / 1000
     return {
         "units": total,
-        "growth_bytes": end - start,
-        "first_half_bytes": middle - start,
-        "second_half_bytes": end - middle,
-        "bytes_per_1k": (end - start) / total * 1000,
+        "growth_bytes": sum(halves),
+        "first_half_bytes": halves[0],
+        "second_half_bytes": halves[1],
+        "second_half_per_1k": halves[1] / half,
+        "ours_first_half_bytes": ours_halves[0],
+        "ours_second_half_bytes": ours_halves[1],
+        "ours_second_half_per_1k": ours_halves[1] / half,
         "top_growth": top,
     }
 
