@@ -8,6 +8,7 @@ command -v pkg-config >/dev/null 2>&1 || _need_apt+=(pkg-config)
 [ -e /usr/include/mariadb/mysql.h ] || [ -e /usr/include/mysql/mysql.h ] || _need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || _need_apt+=(gcc)
 command -v wrk >/dev/null 2>&1 || _need_apt+=(wrk)
+command -v valgrind >/dev/null 2>&1 || _need_apt+=(valgrind)  # bench: instruction counts (issue 10)
 if [ ${#_need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "Installing system packages: ${_need_apt[*]}" >&2

@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,8 @@ def _total(path: Path) -> int:
 
 def run_one(mode: str, warmup: int, small: int, large: int, env: dict[str, str], out_dir: Path) -> dict[str, Any]:
     """One callgrind run of *mode*; the two windows' totals and the paths of their dumps."""
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("valgrind is not installed (Debian: apt-get install valgrind)")
     out = out_dir / f"callgrind.{mode}"
     for old in [*out_dir.glob(f"{out.name}.*"), *out_dir.glob(f"{out.name}-*")]:
         old.unlink()

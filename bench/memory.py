@@ -8,8 +8,10 @@ Each measurement runs in a fresh process of its own and prints one JSON object:
     RSS is read. B keeps each thread's persistent connection; the pools (C, D)
     hold the N connections, returned, in the pool. Both processes thus have N
     threads, N server connections and the same work done: the difference is
-    what holding connections the mode's way costs. The RSS before any
-    connection is reported too (``baseline_kib``).
+    what holding connections the mode's way costs. The RSS before, after one
+    cycle on the main thread that leaves no connection held (so every module
+    a mode imports at its first connection is loaded), is reported too
+    (``baseline_kib``).
 ``python -m bench.memory core PAIRS``
     tracemalloc over PAIRS checkout + checkin pairs of the pool core with fake
     connections, configured as the backend configures it (reset at checkin,
@@ -64,6 +66,21 @@ def _setup(mode: str) -> None:
     django.setup()
 
 
+def _warm(model: Any, sender: type) -> None:
+    """One cycle on this thread, then no connection held: every module the mode imports lazily
+    (at its first connection) is loaded before the baseline, so the baseline differs by modes' code only."""
+    from django.core.signals import request_finished, request_started
+    from django.db import connections
+
+    request_started.send(sender=sender)
+    model.objects.get(pk=1)
+    request_finished.send(sender=sender)
+    wrapper: Any = connections["default"]
+    wrapper.close()
+    if hasattr(wrapper, "close_pool"):
+        wrapper.close_pool()  # D: the pool starts empty again (C keeps its one idle connection)
+
+
 def rss(mode: str, count: int) -> dict[str, Any]:
     _setup(mode)
     from django.core.signals import request_finished, request_started
@@ -72,7 +89,7 @@ def rss(mode: str, count: int) -> dict[str, Any]:
     from bench.site import counter
     from bench.site.models import Item
 
-    Item.objects.model._meta.get_fields()  # models loaded before the baseline
+    _warm(Item, Cycle)
     gc.collect()
     baseline = rss_kib()
     inside, done, leave = threading.Barrier(count), threading.Barrier(count + 1), threading.Event()

@@ -83,7 +83,7 @@ QUICK = Plan(
     instruction_cycles=(20, 20, 100),
     opcode_cycles=30,
     memory_core_pairs=20_000,
-    memory_cycles=500,
+    memory_cycles=300,
 )
 
 MEDIUM = Plan(

@@ -136,7 +136,9 @@ def memory_section(results: dict[str, Any]) -> list[str]:
         "are open; then every thread stays alive while `VmRSS` is read. B keeps each thread's persistent",
         f"connection (how stock Django holds {n} connections: one per thread); C and D hold the {n} returned",
         "connections in their pool (max_size 50). Same threads, same connections, same work: the difference is",
-        "the cost of holding connections the mode's way. *baseline*: the same process before any connection.",
+        "the cost of holding connections the mode's way. *baseline*: the same process after one cycle on its main",
+        "thread that leaves no connection held, so every module a mode imports at its first connection is",
+        "loaded (D's baseline is higher by its own modules and ctypes); *opened* includes that cycle's.",
         "",
     ]
     rss = memory["rss"]
