@@ -105,7 +105,8 @@ def _memory(ax: Axes, results: dict[str, Any]) -> None:
     modes = [m for m in MODES if m in rss]
     base = [spread([r["baseline_kib"] / 1024 for r in rss[m]])["median"] for m in modes]
     held = [spread([r["rss_kib"] / 1024 for r in rss[m]])["median"] for m in modes]
-    ax.bar(modes, base, 0.6, color="#d9d9d9", edgecolor="black", lw=0.4, label="baseline (modules loaded, no connection)")
+    label = "baseline (modules loaded, no connection)"
+    ax.bar(modes, base, 0.6, color="#d9d9d9", edgecolor="black", lw=0.4, label=label)
     added = [h - b for h, b in zip(held, base, strict=True)]
     bars = ax.bar(modes, added, 0.6, bottom=base, color=[COLORS[m] for m in modes], edgecolor="black", lw=0.4)
     ax.bar_label(bars, [f"{h:.1f} MiB" for h in held], fontsize=8, padding=2)

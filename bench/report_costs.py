@@ -138,7 +138,8 @@ def memory_section(results: dict[str, Any]) -> list[str]:
         "connections in their pool (max_size 50). Same threads, same connections, same work: the difference is",
         "the cost of holding connections the mode's way. *baseline*: the same process after one cycle on its main",
         "thread that leaves no connection held, so every module a mode imports at its first connection is",
-        "loaded (D's baseline is higher by its own modules and ctypes); *opened* includes that cycle's.",
+        "loaded (D's baseline is higher by its own modules and ctypes; C's by SQLAlchemy and the one",
+        "connection its pool keeps, so C's per-connection figure is over 49); *opened* includes that cycle's.",
         "",
     ]
     rss = memory["rss"]
