@@ -9,6 +9,7 @@ command -v pkg-config >/dev/null 2>&1 || _need_apt+=(pkg-config)
 [ -e /usr/include/mariadb/mysql.h ] || [ -e /usr/include/mysql/mysql.h ] || _need_apt+=(libmariadb-dev)
 command -v gcc >/dev/null 2>&1 || _need_apt+=(gcc)
 command -v wrk >/dev/null 2>&1 || _need_apt+=(wrk)
+command -v valgrind >/dev/null 2>&1 || _need_apt+=(valgrind)  # bench: instruction counts (issue 10)
 # Only the docs build needs Graphviz (dot draws the diagrams of docs/diagrams/).
 _want_apt=()
 command -v dot >/dev/null 2>&1 || _want_apt+=(graphviz)

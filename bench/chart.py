@@ -11,15 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 from matplotlib.axes import Axes  # noqa: E402
 
-from bench.plan import MODES  # noqa: E402
+from bench.plan import EQUAL, EQUAL_THREADS, MEMORY_CONNECTIONS, MODES  # noqa: E402
 from bench.stats import spread  # noqa: E402
 
-COLORS = {"A": "#9e9e9e", "B": "#4c72b0", "C": "#dd8452", "D": "#55a868", "D0": "#8fd19e"}
+COLORS = {"A": "#9e9e9e", "B": "#4c72b0", "C": "#dd8452", "D": "#55a868", "D0": "#8fd19e", EQUAL: "#1b5e20"}
+ORDER = (*MODES, EQUAL)
 
 
 def _bars(ax: Axes, groups: list[str], series: dict[str, list[list[float]]], title: str, ylabel: str) -> None:
     """One bar per mode within each group; *series* maps mode -> per-group repeat values."""
-    modes = [m for m in MODES if m in series]
+    modes = [m for m in ORDER if m in series]
     width = 0.8 / max(1, len(modes))
     for i, mode in enumerate(modes):
         stats = [spread(values) for values in series[mode]]
@@ -68,6 +69,62 @@ def _roundtrips(ax: Axes, counted: dict[str, Any]) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _equal(results: dict[str, Any]) -> tuple[list[str], dict[str, list[list[float]]], str, str] | None:
+    """B, D (max 8) and the equal-count D16 at EQUAL_THREADS threads, per added latency."""
+    micro = results.get("micro", {})
+    keys = sorted((k for k, by_mode in micro.items() if EQUAL in by_mode), key=float)
+    if not keys:
+        return None
+    t = str(EQUAL_THREADS)
+    series = {m: [[r["cycles_per_s"] for r in micro[k].get(m, {}).get(t, [])] for k in keys] for m in ("B", "D", EQUAL)}
+    groups = ["loopback" if k == "0" else f"+{k} ms" for k in keys]
+    title = f"micro, {t} threads: B ({t} conns), D (max 8), {EQUAL} (max {t}: equal)"
+    return groups, series, title, "cycles/s"
+
+
+def _instructions(ax: Axes, results: dict[str, Any]) -> None:
+    """Instructions per request cycle (callgrind), one bar per mode, labelled with its ratio to B."""
+    counted = results["instructions"]["modes"]
+    modes = [m for m in MODES if m in counted]
+    values = [counted[m]["instructions_per_cycle"] / 1e6 for m in modes]
+    bars = ax.bar(modes, values, 0.6, color=[COLORS[m] for m in modes], edgecolor="black", lw=0.4)
+    base = counted.get("B", {}).get("instructions_per_cycle")
+    if base:
+        labels = [f"{v * 1e6 / base:.2f} x B" for v in values]
+        ax.bar_label(bars, labels, fontsize=8, padding=2)
+        ax.axhline(base / 1e6, color=COLORS["B"], lw=0.8, ls="--")
+    ax.set_title("client instructions per request cycle (callgrind, counted)", fontsize=10)
+    ax.set_ylabel("million instructions")
+    ax.set_ylim(0, max(values) * 1.18)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _memory(ax: Axes, results: dict[str, Any]) -> None:
+    """RSS of a process holding MEMORY_CONNECTIONS connections: baseline and what the connections add."""
+    rss = results["memory"]["rss"]
+    modes = [m for m in MODES if m in rss]
+    base = [spread([r["baseline_kib"] / 1024 for r in rss[m]])["median"] for m in modes]
+    held = [spread([r["rss_kib"] / 1024 for r in rss[m]])["median"] for m in modes]
+    label = "baseline (modules loaded, no connection)"
+    ax.bar(modes, base, 0.6, color="#d9d9d9", edgecolor="black", lw=0.4, label=label)
+    added = [h - b for h, b in zip(held, base, strict=True)]
+    bars = ax.bar(modes, added, 0.6, bottom=base, color=[COLORS[m] for m in modes], edgecolor="black", lw=0.4)
+    ax.bar_label(bars, [f"{h:.1f} MiB" for h in held], fontsize=8, padding=2)
+    ax.set_title(f"RSS holding {MEMORY_CONNECTIONS} connections ({MEMORY_CONNECTIONS} threads)", fontsize=10)
+    ax.set_ylabel("MiB")
+    ax.set_ylim(0, max(held) * 1.15)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _roundtrips_panel(ax: Axes, results: dict[str, Any]) -> None:
+    _roundtrips(ax, results["roundtrips"])
+
+
+#: Panels drawn after the bar groups, when their workload ran.
+EXTRA_PANELS = (("instructions", _instructions), ("roundtrips", _roundtrips_panel), ("memory", _memory))
+
+
 def render(results: dict[str, Any], path: Path) -> None:
     micro_direct = results.get("micro", {}).get("0", {})
     panels = []
@@ -94,28 +151,34 @@ def render(results: dict[str, Any], path: Path) -> None:
         }
         series = {m: v for m, v in series.items() if any(v)}
         panels.append(([f"+{k} ms" for k in rtt_keys], series, f"micro with added latency, {thr} thr", "cycles/s"))
-    counted = results.get("roundtrips")
-    if not panels and not counted:
+    equal = _equal(results)
+    if equal:
+        panels.append(equal)
+    extras = [draw for key, draw in EXTRA_PANELS if results.get(key)]
+    if not panels and not extras:
         return
-    count = len(panels) + (1 if counted else 0)
+    count = len(panels) + len(extras)
     columns = min(2, count)
     rows = (count + columns - 1) // columns
     fig, grid = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
     axes = list(grid.flat)
     for ax, (groups, series, title, ylabel) in zip(axes, panels, strict=False):
         _bars(ax, groups, series, title, ylabel)
-    if counted:
-        _roundtrips(axes[len(panels)], counted)
+        if EQUAL in series:
+            ax.legend(title="mode", fontsize=8)
+    for ax, draw in zip(axes[len(panels) :], extras, strict=False):
+        draw(ax, results)
     for ax in axes[count:]:
         ax.set_visible(False)
-    axes[0].legend(title="mode", fontsize=8)
+    if panels:
+        axes[0].legend(title="mode", fontsize=8)
     meta = results["meta"]
     fig.suptitle(
         f"django_mysql_pooled benchmarks ({meta['plan']['name']} plan, {meta['machine']['date']})\n"
         "A stock CONN_MAX_AGE=0 · B stock persistent + health checks · C django-db-connection-pool · "
-        "D django_mysql_pooled · D0 same, reset=False",
+        f"D django_mysql_pooled · D0 same, reset=False · {EQUAL} D with max_size {EQUAL_THREADS}",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the two-line title
     fig.savefig(path, dpi=110)
     plt.close(fig)

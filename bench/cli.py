@@ -15,14 +15,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import chart, db, facts, report, targets, workloads
+from bench import chart, costs, db, facts, report, targets, workloads
 from bench.modes import Server
 from bench.plan import PEAK_CONNECTIONS, PLANS, Plan
 from bench.workloads import Context
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-WORKLOADS = ("poolcore", "roundtrips", "micro", "phases", "fairness", "http", "rtt", "spike", "tls")
+WORKLOADS = (
+    "instructions",
+    "memory",
+    "poolcore",
+    "roundtrips",
+    "micro",
+    "phases",
+    "fairness",
+    "http",
+    "rtt",
+    "spike",
+    "tls",
+)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -53,12 +65,17 @@ def run(ctx: Context, only: set[str], profile: bool) -> tuple[dict[str, Any], di
         value, seconds[name] = workloads.timed(ctx, name, func)
         return value
 
+    if "instructions" in only:
+        results["instructions"] = step("instructions", lambda: costs.instruction_counts(ctx))
+    if "memory" in only:
+        results["memory"] = step("memory", lambda: costs.memory(ctx))
     if "poolcore" in only:
         results["poolcore"] = step("poolcore", lambda: workloads.poolcore(ctx))
     if "roundtrips" in only:
         results["roundtrips"] = step("roundtrips", lambda: workloads.roundtrips(ctx))
     if only & {"micro", "phases", "fairness"} or profile:
-        with workloads.workers(ctx, ctx.modes, tag="direct", port=ctx.server.port, max_size=plan.max_size) as pool:
+        modes = workloads.with_equal(ctx.modes, plan.micro_threads if "micro" in only else ())
+        with workloads.workers(ctx, modes, tag="direct", port=ctx.server.port, max_size=plan.max_size) as pool:
             if "micro" in only:
                 micro = step("micro", lambda: workloads.micro(ctx, pool, plan.micro_threads, plan.repeats))
                 results["micro"] = {"0": micro}
@@ -85,7 +102,8 @@ def rtt(ctx: Context, plan: Plan, results: dict[str, Any]) -> None:
         key = f"{delay:g}"
         with workloads.proxy(ctx, delay_ms=delay) as slow:
             tag, port = f"rtt{key}", slow.port
-            with workloads.workers(ctx, ctx.modes, tag=tag, port=port, max_size=plan.max_size) as pool:
+            modes = workloads.with_equal(ctx.modes, plan.rtt_threads)
+            with workloads.workers(ctx, modes, tag=tag, port=port, max_size=plan.max_size) as pool:
                 micro = workloads.micro(ctx, pool, plan.rtt_threads, plan.rtt_repeats)
                 results.setdefault("micro", {})[key] = micro
             if plan.rtt_http:

@@ -2,33 +2,61 @@
 
 Time on a shared 2-core machine moves by tens of percent with whatever else
 runs; the instructions a process executes do not (the same count to ~1 %
-whatever the load). Each mode runs :func:`main` twice under callgrind, with
-*small* and *large* cycle counts after the same warm-up; the difference
-divided by the difference in cycles is the cost of one cycle, with Django's
-start-up, the warm-up and the exit cancelled out. Every thread of the
-process is counted: for D that includes the reset and restore at checkin
-and the pool's background threads.
+whatever the load). Each mode runs :func:`main` once under callgrind: Django's
+start-up and a warm-up, then a window of *small* cycles, then a window of
+*large* cycles. Callgrind dumps its counters at the start of every call to
+``os.getpgrp()`` (``--dump-before=os_getpgrp``), which nothing else in the
+process calls, so each window's count is exact; the difference of the two
+windows divided by the difference in cycles is the cost of one cycle, with
+start-up, warm-up, exit and anything fixed per window cancelled out.
 
-``python -m bench.instructions MODE CYCLES`` is what runs under valgrind
-(one thread, ``cycles.cycles``); :func:`measure` drives it.
+The figure counts the thread that runs the cycles (``--separate-threads=yes``,
+thread 1). D runs here with ``num_workers = 0``, so that the reset and
+restore at checkin, which its return workers would run on another thread
+(plus a hand-over through a queue), run and are counted in that thread. The
+pool's background threads (maintenance every second, the reset guard) do
+work per second of wall time, not per cycle, and under callgrind's ~50x
+slowdown a window lasts ~50x longer than it would natively, so counting
+them would make the figure depend on the machine's load; their count is
+reported beside it (``background``: their whole run, start-up included, as
+callgrind dumps only the marking thread at each marker), not added to it.
+
+``python -m bench.instructions MODE WARMUP SMALL LARGE`` is what runs under
+valgrind (one thread, ``cycles.cycles``); :func:`measure` drives it.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Cycles before counting starts mattering: connection opened, caches warm.
-WARMUP = 50
+#: The C function whose entry makes callgrind dump (``os.getpgrp``); see :func:`mark`.
+MARKER = "os_getpgrp"
 
 
-def main(mode: str, count: int) -> int:
+def mark() -> None:
+    """A window edge: a full garbage collection, then callgrind dumps its counters.
+
+    The collection puts every window at the same phase of the collector's
+    generations: without it a full collection lands in one window or the other
+    depending on allocations made long before (the environment's size shifts it),
+    and with small windows one such lump moves the per-cycle figure by ~3 %.
+    Each window ends with one full collection, which the difference cancels.
+    """
+    gc.collect()
+    os.getpgrp()
+
+
+def main(mode: str, warmup: int, small: int, large: int) -> int:
     os.environ["DMP_BENCH_MODE"] = mode
+    # D's reset at checkin runs in the cycle's thread, the one counted (see the module docstring).
+    os.environ["DMP_BENCH_NUM_WORKERS"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.site.settings")
     import django
 
@@ -37,51 +65,71 @@ def main(mode: str, count: int) -> int:
 
     from bench import cycles
 
-    cycles.cycles(WARMUP + count)
+    cycles.cycles(warmup)  # connection opened, caches warm
+    mark()  # dump 1: start-up and warm-up
+    cycles.cycles(small)
+    mark()  # dump 2: the small window
+    cycles.cycles(large)
+    mark()  # dump 3: the large window
     connections.close_all()
     return 0
 
 
-def _count(mode: str, count: int, env: dict[str, str], out_dir: Path) -> int:
-    out = out_dir / f"callgrind.{mode}.{count}"
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            mode,
-            str(count),
-        ],
-        check=True,
-        env={**env, "DMP_BENCH_MODE": mode, "PYTHONHASHSEED": "0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+def _total(path: Path) -> int:
+    match = re.search(r"^(?:summary|totals): (\d+)", path.read_text(), re.M)
     if match is None:
-        raise RuntimeError(f"no instruction total in {out}")
+        raise RuntimeError(f"no instruction total in {path}")
     return int(match.group(1))
 
 
-def measure(modes: list[str], small: int, large: int, env: dict[str, str], keep: Path | None = None) -> dict[str, Any]:
-    """Instructions per cycle of each mode: ``(I(large) - I(small)) / (large - small)``.
+def run_one(mode: str, warmup: int, small: int, large: int, env: dict[str, str], out_dir: Path) -> dict[str, Any]:
+    """One callgrind run of *mode*; the two windows' totals and the paths of their dumps."""
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("valgrind is not installed (Debian: apt-get install valgrind)")
+    out = out_dir / f"callgrind.{mode}"
+    for old in [*out_dir.glob(f"{out.name}.*"), *out_dir.glob(f"{out.name}-*")]:
+        old.unlink()
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARKER}"]
+    command += ["--compress-strings=no", "--separate-threads=yes"]  # dumps self-contained; a file per thread
+    command += [sys.executable, "-m", "bench.instructions", mode, str(warmup), str(small), str(large)]
+    done = subprocess.run(
+        command,
+        check=False,
+        env={**env, "DMP_BENCH_MODE": mode, "PYTHONHASHSEED": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"callgrind run of mode {mode} failed ({done.returncode}): {done.stderr[-2000:]}")
+    windows = [out.with_name(f"{out.name}.{n}-01") for n in (2, 3)]
+    if not all(w.exists() for w in windows) or out.with_name(f"{out.name}.4-01").exists():
+        raise RuntimeError(f"expected exactly 3 dumps at {MARKER} in {out_dir}; something else calls it")
+    small_total, large_total = (_total(w) for w in windows)
+    background = sum(_total(p) for p in out_dir.glob(f"{out.name}-*") if not p.name.endswith("-01"))
+    return {
+        "instructions_per_cycle": (large_total - small_total) / (large - small),
+        "small": small_total,
+        "large": large_total,
+        "background": background,
+        "startup": _total(out.with_name(f"{out.name}.1-01")),
+        "cycles": {"warmup": warmup, "small": small, "large": large},
+        "files": {"small": str(windows[0]), "large": str(windows[1])},
+    }
 
-    :param env: the environment of the worker (``BENCH_DB_*``, ``DMP_BENCH_PORT``).
-    :param keep: a directory to keep the callgrind files in (for ``callgrind_annotate``).
-    :raises subprocess.CalledProcessError: valgrind or a run failed.
+
+def measure(
+    modes: list[str] | tuple[str, ...], warmup: int, small: int, large: int, env: dict[str, str], out_dir: Path
+) -> dict[str, Any]:
+    """Instructions per cycle of each mode: ``(I(large window) - I(small window)) / (large - small)``.
+
+    :param env: the environment of the worker (``BENCH_DB_*``, ``DMP_BENCH_PORT``; :func:`bench.workerctl.mode_env`).
+    :param out_dir: where the callgrind files go (kept for ``callgrind_annotate``).
+    :raises RuntimeError: valgrind or a run failed.
     """
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        out_dir = keep or Path(tmp)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for mode in modes:
-            low, high = _count(mode, small, env, out_dir), _count(mode, large, env, out_dir)
-            results[mode] = {"instructions_per_cycle": (high - low) / (large - small), "small": low, "large": high}
-    return results
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {mode: run_one(mode, warmup, small, large, env, out_dir) for mode in modes}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1], int(sys.argv[2])))
+    raise SystemExit(main(sys.argv[1], *(int(a) for a in sys.argv[2:5])))

@@ -4,7 +4,8 @@
 * B: stock, ``CONN_MAX_AGE = None`` and ``CONN_HEALTH_CHECKS = True`` (one per thread, pinged per request);
 * C: django-db-connection-pool (SQLAlchemy ``QueuePool`` with pre-ping);
 * D: this backend, pool and ``COM_RESET_CONNECTION`` on checkout;
-* D0: this backend, pool without reset (``reset=False``: a ping per checkout).
+* D0: this backend, pool without reset (``reset=False``: a ping per checkout);
+* D16: D with ``max_size`` 16, as many connections as B holds at 16 threads (equal connection counts).
 
 With ``ssl_ca`` (the ``tls`` workload, ``BENCH_DB_SSL_CA``) every mode connects
 over TLS and verifies the server's certificate (``ssl_mode = VERIFY_IDENTITY``).
@@ -22,7 +23,10 @@ LABELS = {
     "C": "django-db-connection-pool (QueuePool, pre-ping)",
     "D": "django_mysql_pooled (reset on)",
     "D0": "django_mysql_pooled (reset=False)",
+    "D16": "D with max_size 16: as many connections as B holds at 16 threads (equal-count rows only)",
 }
+#: The equal-count variant's pool size.
+EQUAL_MAX_SIZE = 16
 
 #: The schema and table every workload reads.
 DATABASE_NAME = "dmp_bench"
@@ -65,10 +69,14 @@ def database(
     max_size: int,
     min_size: int,
     tls: dict[str, Any] | None = None,
+    num_workers: int | None = None,
 ) -> dict[str, Any]:
     """Return the ``DATABASES["default"]`` of *mode*; the pools get *min_size*/*max_size*.
 
     :param tls: :meth:`Server.tls_options`, added to every mode's ``OPTIONS``.
+    :param num_workers: D's return workers (``None``: the backend's default);
+        the counted workloads set 0 so that the reset at checkin runs, and is
+        counted, in the cycle's own thread.
     """
     db: dict[str, Any] = {
         "ENGINE": "django.db.backends.mysql",
@@ -88,9 +96,23 @@ def database(
         kept = min_size or max_size  # QueuePool keeps pool_size and opens up to max_overflow more
         options = {"POOL_SIZE": kept, "MAX_OVERFLOW": max_size - kept, "PRE_PING": True, "RECYCLE": 3600, "TIMEOUT": 30}
         return {**db, "ENGINE": "dj_db_conn_pool.backends.mysql", "POOL_OPTIONS": options}
+    if mode == "D16":
+        return database(
+            "D",
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            max_size=EQUAL_MAX_SIZE,
+            min_size=0,
+            tls=tls,
+            num_workers=num_workers,
+        )
     if mode in ("D", "D0"):
         pool: dict[str, Any] = {"min_size": min_size, "max_size": max_size, "timeout": 30.0}
         if mode == "D0":
             pool["reset"] = False
+        elif num_workers is not None:
+            pool["num_workers"] = num_workers
         return {**db, "ENGINE": "django_mysql_pooled", "OPTIONS": {**db["OPTIONS"], "pool": pool}}
     raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(LABELS)}")

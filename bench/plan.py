@@ -13,6 +13,12 @@ PEAK_CONNECTIONS = 80
 POOLED = ("C", "D", "D0")
 #: The modes of the TLS workload: a new TLS connection per request against the pool.
 TLS_MODES = ("A", "D")
+#: D with as many connections as B holds at :data:`EQUAL_THREADS` threads (one per thread):
+#: the equal-connection-count comparison, run at that thread count only.
+EQUAL = "D16"
+EQUAL_THREADS = 16
+#: Connections the memory workload's process holds (50 threads, each with one).
+MEMORY_CONNECTIONS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,14 @@ class Plan:
     fairness_work_ms: float = 2.0
     pool_threads: tuple[int, ...] = (1, 16)
     tls_threads: tuple[int, ...] = (1, 16)
+    # instructions (callgrind): modes, and cycles of warm-up and of the two counted windows
+    instruction_modes: tuple[str, ...] = MODES
+    instruction_cycles: tuple[int, int, int] = (200, 200, 1000)
+    # per-function opcode counts of B and D (sys.settrace), cycles after the warm-up
+    opcode_cycles: int = 500
+    # memory: tracemalloc over pool-core pairs (fake connections) and Django cycles
+    memory_core_pairs: int = 100_000
+    memory_cycles: int = 5000
 
 
 QUICK = Plan(
@@ -69,6 +83,11 @@ QUICK = Plan(
     fairness_duration=0.5,
     phase_cycles=300,
     tls_threads=(1,),
+    instruction_modes=("B", "D"),
+    instruction_cycles=(20, 20, 100),
+    opcode_cycles=30,
+    memory_core_pairs=20_000,
+    memory_cycles=300,
 )
 
 MEDIUM = Plan(
@@ -89,6 +108,9 @@ MEDIUM = Plan(
     spike_repeats=3,
     pool_duration=0.5,
     fairness_duration=2.0,
+    instruction_cycles=(100, 100, 400),
+    opcode_cycles=200,
+    memory_cycles=2000,
 )
 
 FULL = Plan(

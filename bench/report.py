@@ -6,9 +6,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench import targets
+from bench import report_costs, targets
 from bench.fmt import mmm, num, ratio_table, table
 from bench.modes import LABELS
+from bench.plan import EQUAL
 from bench.stats import spread
 
 
@@ -90,7 +91,8 @@ def micro_section(results: dict[str, Any]) -> list[str]:
         "max_size 8. *CPU*: this process's CPU time per cycle in microseconds (client-side cost, not",
         "inflated by a slow server); *conns/1k*: connections opened per 1000 cycles (median).",
         "B holds one connection per thread (16 at 16 threads) while the pools hold at most 8: when",
-        "round trips dominate (added latency), B has twice the connections to spread them over.",
+        "round trips dominate (added latency), B has twice the connections to spread them over. At 16",
+        f"threads *{EQUAL}* is D with max_size 16, as many connections as B (see *Equal connection counts*).",
         "",
     ]
     for key, by_mode in sorted(results.get("micro", {}).items(), key=lambda kv: float(kv[0])):
@@ -100,6 +102,8 @@ def micro_section(results: dict[str, Any]) -> list[str]:
         for count in sorted({t for runs in by_mode.values() for t in runs}, key=int):
             for mode, runs_by_threads in by_mode.items():
                 runs = runs_by_threads.get(count, [])
+                if not runs:
+                    continue  # the equal-count variant runs at one thread count
                 cycles = _pick(runs, lambda r: r["cycles_per_s"])
                 opened = spread([r["connects"] * 1000 / max(1, r["cycles_total"]) for r in runs])
                 rows.append(
@@ -116,7 +120,7 @@ def micro_section(results: dict[str, Any]) -> list[str]:
                 )
         out += table(["threads", "mode", "cycles/s", "p50 ms", "p99 ms", "CPU us", "conns/1k", "errors"], rows) + [""]
         out += ratio_table(by_mode, "cycles_per_s") + [""]
-    return out
+    return out + report_costs.equal_section(results)
 
 
 def http_section(results: dict[str, Any]) -> list[str]:
@@ -125,7 +129,9 @@ def http_section(results: dict[str, Any]) -> list[str]:
         "`GET /item/<pk>/` (one primary-key lookup, one small filtered query, JSON) under gunicorn",
         "`gthread` (2 workers x 8 threads, pools max_size 8 per worker), wrk with 16 keep-alive connections.",
         "Connections opened per run: *server* is the `Connections` status delta (includes other clients of",
-        "the server), *app* is counted in the workers' `MySQLdb.connect`.",
+        "the server), *app* is counted in the workers' `MySQLdb.connect`. Connection counts are equal in",
+        "every pooled or persistent mode here (8 per worker: B one per thread, the pools max_size 8), so D/B",
+        "is already the equal-count comparison.",
         "",
     ]
     for key, by_mode in sorted(results.get("http", {}).items(), key=lambda kv: float(kv[0])):
@@ -151,10 +157,13 @@ def http_section(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     from bench import report_more
 
-    lines = header(results) + targets_section(results) + micro_section(results) + http_section(results)
+    lines = header(results) + targets_section(results) + report_costs.instructions_section(results)
+    lines += micro_section(results) + http_section(results)
     lines += report_more.rtt_section(results) + report_more.roundtrip_section(results)
     lines += report_more.phases_section(results)
     lines += report_more.spike_section(results) + report_more.poolcore_section(results)
-    lines += report_more.fairness_section(results) + report_more.tls_section(results)
+    lines += (
+        report_more.fairness_section(results) + report_more.tls_section(results) + report_costs.memory_section(results)
+    )
     lines += report_more.footer(results)
     return "\n".join(lines) + "\n"

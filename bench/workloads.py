@@ -20,7 +20,7 @@ from typing import Any
 from bench import db
 from bench.httpload import Gunicorn, wrk
 from bench.modes import Server
-from bench.plan import MODES, POOLED, TLS_MODES, Plan, rotated
+from bench.plan import EQUAL, EQUAL_THREADS, MODES, POOLED, TLS_MODES, Plan, rotated
 from bench.proxyctl import ProxyProcess
 from bench.site import counter
 from bench.workerctl import Worker, close_all, mode_env, start_workers
@@ -55,12 +55,22 @@ def workers(ctx: Context, modes: tuple[str, ...], *, tag: str, port: int, **size
         close_all(started)
 
 
+def with_equal(modes: tuple[str, ...], threads: tuple[int, ...]) -> tuple[str, ...]:
+    """*modes*, plus :data:`~bench.plan.EQUAL` when *threads* include :data:`~bench.plan.EQUAL_THREADS`."""
+    return (*modes, EQUAL) if EQUAL_THREADS in threads else modes
+
+
 def micro(ctx: Context, pool: dict[str, Worker], threads: tuple[int, ...], repeats: int) -> dict[str, Any]:
-    """Request cycles per second and latency, per mode and thread count; a list of repeats each."""
+    """Request cycles per second and latency, per mode and thread count; a list of repeats each.
+
+    The equal-count variant (:data:`~bench.plan.EQUAL`) runs at :data:`~bench.plan.EQUAL_THREADS` only.
+    """
     out: dict[str, dict[str, list[Any]]] = {mode: {} for mode in pool}
     for repeat in range(repeats):
         for count in threads:
             for mode in rotated(tuple(pool), repeat):
+                if mode == EQUAL and count != EQUAL_THREADS:
+                    continue
                 before = pool[mode].connects()
                 args = {"threads": count, "warmup": ctx.plan.micro_warmup, "duration": ctx.plan.micro_duration}
                 result = pool[mode].call("micro", **args)
@@ -83,9 +93,9 @@ def fairness(ctx: Context, pool: dict[str, Worker]) -> dict[str, list[Any]]:
 
 def phases(ctx: Context, pool: dict[str, Worker]) -> dict[str, list[Any]]:
     """Mean microseconds per phase of a cycle on one thread, per mode and repeat."""
-    out: dict[str, list[Any]] = {mode: [] for mode in pool}
+    out: dict[str, list[Any]] = {mode: [] for mode in pool if mode != EQUAL}
     for repeat in range(ctx.plan.repeats):
-        for mode in rotated(tuple(pool), repeat):
+        for mode in rotated(tuple(out), repeat):
             pool[mode].call("phases", count=max(10, ctx.plan.phase_cycles // 10))  # warm
             out[mode].append(pool[mode].call("phases", count=ctx.plan.phase_cycles))
     return out

@@ -2,7 +2,8 @@
 
 ``DMP_BENCH_MODE`` (A, B, C, D, D0; see :mod:`bench.modes`), ``DMP_BENCH_PORT``
 (the server's, or a proxy's), ``DMP_BENCH_MAX_SIZE`` and ``DMP_BENCH_MIN_SIZE``
-(the pools'), plus ``BENCH_DB_HOST``/``_USER``/``_PASSWORD`` and ``BENCH_DB_SSL_CA`` (TLS).
+(the pools'), ``DMP_BENCH_NUM_WORKERS`` (D's return workers; unset: the default),
+plus ``BENCH_DB_HOST``/``_USER``/``_PASSWORD`` and ``BENCH_DB_SSL_CA`` (TLS).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DATABASES: dict[str, dict[str, Any]] = {
         password=_server.password,
         max_size=int(os.environ.get("DMP_BENCH_MAX_SIZE", "8")),
         min_size=int(os.environ.get("DMP_BENCH_MIN_SIZE", "0")),
+        num_workers=int(os.environ["DMP_BENCH_NUM_WORKERS"]) if "DMP_BENCH_NUM_WORKERS" in os.environ else None,
         tls=_server.tls_options(),
     )
 }
