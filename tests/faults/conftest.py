@@ -32,6 +32,8 @@ import pytest
 from django.db import connections
 
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
+from django_mysql_pooled.cancel import scope as cancel_scope_module
+from django_mysql_pooled.cancel.killers import all_killers
 from django_mysql_pooled.pool import registry
 from django_mysql_pooled.pool.pool import ConnectionPool
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable
@@ -108,6 +110,39 @@ def proxy(private_server: PrivateMariaDB) -> Iterator[Proxy]:
         yield forward
     finally:
         forward.stop()
+
+
+# -- the server's connection limit, and query cancellation ------------------------------
+
+TOO_MANY_CONNECTIONS = 1040  # ER_CON_COUNT_ERROR
+
+
+def fill(server: PrivateMariaDB, limit: int = 30) -> list[Any]:
+    """Open plain connections as the application user until the server refuses with 1040."""
+    fillers: list[Any] = []
+    for _ in range(limit):
+        try:
+            fillers.append(server.connect(user=USER, password=PASSWORD))
+        except MySQLdb.OperationalError as exc:
+            assert exc.args[0] == TOO_MANY_CONNECTIONS, exc
+            return fillers
+    for conn in fillers:
+        conn.close()
+    pytest.fail(f"the server accepted {limit} connections with max_connections=10")
+
+
+@pytest.fixture
+def close_killers() -> Iterator[None]:
+    """Killers outlive a test (one per server and credentials): later tests count sessions."""
+    yield
+    for killer in all_killers():
+        killer.close()
+
+
+@pytest.fixture
+def client_kill_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No server-side limit: only ``KILL QUERY`` can stop the query."""
+    monkeypatch.setattr(cancel_scope_module._Hook, "_with_server_limit", lambda self, raw, sql: sql)
 
 
 # -- pools --------------------------------------------------------------------------

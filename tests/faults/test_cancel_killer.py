@@ -13,35 +13,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import MySQLdb
 import pytest
 from django.db import connection
 
 from django_mysql_pooled import QueryCancelled
-from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killers import all_killers, killer_for
+from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
-from tests.faults.conftest import TOLERANCE, PoolTargetFactory, wait_until
-from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd
+from tests.faults.conftest import TOLERANCE, PoolTargetFactory, fill, wait_until
+from tests.faults.mariadb import DATABASE, PrivateMariaDB, requires_mariadbd
 from tests.faults.proxy import Proxy
 
-pytestmark = [requires_mariadbd, pytest.mark.timeout(120)]
-
-TOO_MANY_CONNECTIONS = 1040  # ER_CON_COUNT_ERROR
-
-
-@pytest.fixture(autouse=True)
-def _close_killers() -> Iterator[None]:
-    """Killers outlive a test (one per server and credentials): later tests count sessions."""
-    yield
-    for killer in all_killers():
-        killer.close()
-
-
-@pytest.fixture
-def client_kill_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No server-side limit: only ``KILL QUERY`` can stop the query."""
-    monkeypatch.setattr(cancel._Hook, "_with_server_limit", lambda self, raw, sql: sql)
+pytestmark = [requires_mariadbd, pytest.mark.usefixtures("close_killers"), pytest.mark.timeout(120)]
 
 
 def _sleep_under_scope(db: Any, timeout: float, seconds: float) -> QueryCancelled:
@@ -62,7 +44,7 @@ def test_kill_goes_through_when_the_server_is_full(
         root = private_server.connect()
         root.cursor().execute("SET GLOBAL max_connections = 10")  # restored by the fixture
         root.close()
-        fillers = _fill(private_server)
+        fillers = fill(private_server)
         started = time.monotonic()
         exc = _sleep_under_scope(db, 0.3, 10)
         assert exc.args[0] == 1317 and time.monotonic() - started < 0.3 + TOLERANCE
@@ -71,18 +53,6 @@ def test_kill_goes_through_when_the_server_is_full(
             conn.close()
     finally:
         db.close()
-
-
-def _fill(server: PrivateMariaDB, limit: int = 30) -> list[Any]:
-    """Open connections as the application user until the server refuses with 1040."""
-    fillers: list[Any] = []
-    for _ in range(limit):
-        try:
-            fillers.append(server.connect(user=USER, password=PASSWORD))
-        except MySQLdb.OperationalError as exc:
-            assert exc.args[0] == TOO_MANY_CONNECTIONS, exc
-            return fillers
-    pytest.fail(f"the server accepted {limit} connections with max_connections=10")
 
 
 @pytest.mark.django_db(transaction=True)

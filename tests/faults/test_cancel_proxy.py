@@ -18,15 +18,14 @@ import MySQLdb
 import pytest
 
 from django_mysql_pooled import identity
-from django_mysql_pooled.cancel import scope as cancel
-from django_mysql_pooled.cancel.killers import all_killers, killer_for
+from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.errors import QueryCancelled
 from tests.faults.conftest import PoolTargetFactory, wait_until
 from tests.faults.mariadb import PrivateMariaDB, Unavailable, requires_mariadbd
 from tests.faults.proxy import Proxy
 
-pytestmark = [requires_mariadbd, pytest.mark.timeout(180)]
+pytestmark = [requires_mariadbd, pytest.mark.usefixtures("close_killers"), pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +41,6 @@ def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _close_killers() -> Iterator[None]:
-    """Killers outlive a test (one per server and credentials): later tests count sessions."""
-    yield
-    for killer in all_killers():
-        killer.close()
-
-
-@pytest.fixture
-def client_kill_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cancel._Hook, "_with_server_limit", lambda self, raw, sql: sql)
 
 
 def _kills_executed(server: PrivateMariaDB) -> int:

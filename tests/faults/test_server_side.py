@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import MySQLdb
 import pytest
 
-from tests.faults.conftest import TOLERANCE, Clients, PoolTarget, PoolTargetFactory, wait_until
-from tests.faults.mariadb import PASSWORD, USER, PrivateMariaDB, requires_mariadbd
+from tests.faults.conftest import (
+    TOLERANCE,
+    TOO_MANY_CONNECTIONS,
+    Clients,
+    PoolTarget,
+    PoolTargetFactory,
+    fill,
+    wait_until,
+)
+from tests.faults.mariadb import PrivateMariaDB, requires_mariadbd
 
 pytestmark = [requires_mariadbd, pytest.mark.timeout(120)]
 
 TIMEOUT = 2.0  # the pool's checkout timeout, seconds
-TOO_MANY_CONNECTIONS = 1040  # ER_CON_COUNT_ERROR
 
 
 def warm(target: PoolTarget, count: int) -> None:
@@ -92,20 +97,6 @@ def test_every_idle_connection_lost_costs_the_callers_nothing(
 def max_connections_10(private_server: PrivateMariaDB) -> Iterator[None]:
     set_global(private_server, "max_connections", 10)
     yield  # the private_server fixture restores the default
-
-
-def fill(server: PrivateMariaDB, limit: int = 30) -> list[Any]:
-    """Open plain connections as the application user until the server refuses with 1040."""
-    fillers: list[Any] = []
-    for _ in range(limit):
-        try:
-            fillers.append(server.connect(user=USER, password=PASSWORD))
-        except MySQLdb.OperationalError as exc:
-            assert exc.args[0] == TOO_MANY_CONNECTIONS, exc
-            return fillers
-    for conn in fillers:
-        conn.close()
-    pytest.fail(f"the server accepted {limit} connections with max_connections=10")
 
 
 def test_max_connections_reached_by_other_clients(
