@@ -12,6 +12,7 @@ import pytest
 
 from django_mysql_pooled.pool import registry
 from django_mysql_pooled.session.native import detach_after_fork
+from tests.cancel.helpers import run_in_child
 from tests.conftest import WrapperFactory
 from tests.server import admin_connect
 
@@ -22,25 +23,6 @@ def connection_id(wrapper: Any) -> int:
     with wrapper.cursor() as cursor:
         cursor.execute("SELECT CONNECTION_ID()")
         return int(cursor.fetchone()[0])
-
-
-def run_in_child(body: Any) -> int:
-    """Fork, run *body* in the child, return the child's exit status (0 = ok)."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, measured by its exit code
-        os.close(read_fd)
-        code = 1
-        try:
-            code = 0 if body() else 3
-        except BaseException:
-            code = 2
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_child_starts_empty_and_parent_session_survives(pooled: WrapperFactory) -> None:

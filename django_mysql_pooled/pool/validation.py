@@ -94,8 +94,7 @@ class ValidatedPoolState(PoolState[C]):
         if self._alive is not None and not self._alive(entry.conn):
             logger.warning("pool %r: discarding an idle connection the server or network closed", self.name)
             with self._lock:
-                self._stats[stats.CHECKS_FAILED] += 1
-                self._stats[stats.CONNECTIONS_LOST] += 1
+                self._count_lost_locked("check")
             self._discard(entry, stats.CLOSES_BROKEN, keep_slot=True)
             return Outcome.REPLACE
         entry.checked_fast = True  # counted with the checkout, under the same lock
@@ -133,13 +132,17 @@ class ValidatedPoolState(PoolState[C]):
         logger.warning("pool %r: discarding a connection whose %s failed: %r", self.name, kind, exc)
         with self._lock:
             self._resetting.pop(id(entry), None)
-            self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
-            self._stats[stats.CONNECTIONS_LOST] += 1
+            self._count_lost_locked(kind)
         interrupted = not isinstance(exc, Exception)
         self._discard(entry, stats.CLOSES_BROKEN, keep_slot=keep_slot and not (interrupted or entry.interrupted))
         if interrupted:
             raise exc
         return Outcome.CUT_OFF if entry.interrupted else Outcome.REPLACE
+
+    def _count_lost_locked(self, kind: str) -> None:
+        """Count a connection a failed reset or check lost (call with the lock held)."""
+        self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
+        self._stats[stats.CONNECTIONS_LOST] += 1
 
     def _count_success(self, entry: Entry[C], kind: str, result: object, elapsed: float) -> None:
         with self._lock:
