@@ -99,8 +99,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         With a pool built, a checkout does not use them: the stock backend's
         work is repeated only when ``OPTIONS`` is another object, or its
         ``isolation_level`` or the server settings (``NAME``, ``USER``,
-        ``PASSWORD``, ``HOST``, ``PORT``) changed; otherwise the pool's are
-        returned (a copy).
+        ``PASSWORD``, ``HOST``, ``PORT``) changed, or when this wrapper's
+        parameters are not the pool's (it then connects unpooled, with its
+        own); otherwise the pool's are returned (a copy).
 
         :raises ImproperlyConfigured: an invalid ``isolation_level`` (Django's check).
         """
@@ -110,7 +111,14 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         level = options.get("isolation_level", _DEFAULT_LEVEL)
         server = (settings["NAME"], settings["USER"], settings["PASSWORD"], settings["HOST"], settings["PORT"])
         seen = self._params_seen
-        if pool is not None and seen is not None and seen[0] is options and seen[1] == level and seen[2] == server:
+        if (
+            pool is not None
+            and seen is not None
+            and seen[0] is options
+            and seen[1] == level
+            and seen[2] == server
+            and seen[4] == pool.params_key  # type: ignore[attr-defined]
+        ):
             self.isolation_level = seen[3]
             return dict(pool.restorer.params)  # type: ignore[attr-defined]
         params = self._driver_params()

@@ -124,10 +124,9 @@ class Hook:
         late ``KILL QUERY`` finds no such thread). Stock: closed at the end of
         the request (``close_at``), before a persistent connection is reused.
         """
-        mark_broken = getattr(self.connection, "setup_failed", None)
-        if mark_broken is not None:
-            mark_broken()
-        else:
+        if getattr(self.connection, "_pool_of_connection", None) is not None:
+            self.connection.setup_failed()  # type: ignore[attr-defined]
+        else:  # the stock backend, or ours without a pool (or an unpooled copy)
             self.connection.close_at = time.monotonic()
 
     def _completed(self, sql: str, result: Any, killed: Scope | None, connection_id: int) -> Any:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 SEC_3 = "SEC-3: a wrapper of the alias with other NAME/USER/HOST gets the pool's session, or imposes its own"
 
 
@@ -37,3 +39,17 @@ def test_copy_with_other_name_gets_its_own_database(pooled: Any) -> None:
     assert (seen_by_other, seen_by_main) == ("mysql", expected), (
         f"copy with NAME='mysql' saw {seen_by_other!r}; the alias's own wrapper then saw {seen_by_main!r}"
     )
+
+
+@pytest.mark.parametrize("copy_first", [True, False])
+def test_each_wrapper_keeps_its_own_database_at_every_connect(pooled: Any, copy_first: bool) -> None:
+    """Not only at the first connect: the parameters the pool ignores must not become the copy's."""
+    main = pooled({"max_size": 2}, alias=f"sec_shared_alias_{copy_first}")
+    expected = main.settings_dict["NAME"]
+    other = main.copy()
+    other.settings_dict["NAME"] = "mysql"
+    order = [(other, "mysql"), (main, expected)] if copy_first else [(main, expected), (other, "mysql")]
+    for _ in range(2):
+        for wrapper, database in order:
+            assert _database(wrapper) == database
+            wrapper.close()
