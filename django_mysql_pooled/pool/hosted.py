@@ -80,7 +80,7 @@ class HostedPoolState(PoolState[C]):
             except Exception as exc:
                 if self._host_error(exc) is None:
                     raise  # not the host's fault: the same everywhere
-                self._host_failed(host, exc, connecting=True)
+                self._host_failed(host, exc, connecting=True, moving_on=tried + 1 < len(order))
                 error = exc
                 continue
             with self._lock:
@@ -93,16 +93,17 @@ class HostedPoolState(PoolState[C]):
         assert error is not None  # noqa: S101 - at least one host was tried
         raise error
 
-    def _host_failed(self, host: Host, exc: BaseException, *, connecting: bool = False) -> None:
+    def _host_failed(
+        self, host: Host, exc: BaseException, *, connecting: bool = False, moving_on: bool = False
+    ) -> None:
         """Mark *host* down after *exc* (if it is the host's fault) and close its idle connections."""
         reason = self._host_error(exc)
         hosts = self._hosts
         if reason is None or hosts is None:
             return
         with self._lock:
-            if connecting:
-                host.connections_errors += 1
-                host.failovers += 1
+            host.connections_errors += connecting
+            host.failovers += moving_on
             newly = hosts.mark_down(host, self._clock(), reason)
             idle = [entry for entry in self._idle if entry.host is host]
             if idle:

@@ -5,7 +5,8 @@ Policies (``OPTIONS["pool"]["policy"]``):
 * ``"failover"`` (default): a new connection goes to the first host, in the
   configured order, that is up. When an earlier host is up again, a
   connection to a later one is retired as it is returned (not all at once):
-  the pool moves back one checkout at a time.
+  the pool moves back one checkout at a time. A connection to a host marked
+  down is retired as it is returned too, whatever the policy.
 * ``"balance"``: a new connection goes to the up host with the fewest open
   connections (ties: the configured order), for a multi-primary cluster
   (Galera). Connections are not moved once open.
@@ -139,11 +140,12 @@ class HostSet:
         return due
 
     def retire(self, host: Host) -> bool:
-        """Whether a returned connection to *host* should be closed: with ``failover``, an
-        earlier host is up (the pool moves back to it)."""
-        if self.policy != FAILOVER:
-            return False
-        return any(other.state == UP for other in self.hosts[: host.index])
+        """Whether a returned connection to *host* should be closed: *host* is not up (it was
+        marked down while the connection was checked out), or, with ``failover``, an earlier
+        host is up (the pool moves back to it)."""
+        if host.state != UP:
+            return True
+        return self.policy == FAILOVER and any(other.state == UP for other in self.hosts[: host.index])
 
     def state_of(self, host: Host, now: float) -> tuple[str, float]:
         """``(state, retry_in)``: *retry_in* is the seconds until a down host's probe (0 otherwise)."""

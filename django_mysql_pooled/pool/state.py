@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from django_mysql_pooled.pool import stats
-from django_mysql_pooled.pool.hosts import Host
+from django_mysql_pooled.pool.hosts import UP, Host
 
 __all__ = ["CLOSED", "LIFETIME_JITTER", "PENDING", "SLOT", "Entry", "PoolState", "Waiter"]
 
@@ -73,7 +73,7 @@ class Entry(Generic[C]):
         self.owner: weakref.ref[Any] | None = None  # what checked it out (a Django wrapper)
         self.thread: threading.Thread | None = None  # the thread that checked it out
         self.host: Host | None = None  # its server, in a pool with several hosts
-        self.retired = False  # closed at checkin: an earlier host is up again (hosts.py)
+        self.retired = False  # closed at checkin: its host is down, or an earlier one is up again (hosts.py)
 
 
 class Waiter:
@@ -202,7 +202,7 @@ class PoolState(Generic[C]):
             if entry.host is not None:
                 entry.host.open -= 1
                 if entry.retired and reason == stats.CLOSES_LIFETIME:
-                    reason = stats.CLOSES_FAILBACK
+                    reason = stats.CLOSES_FAILBACK if entry.host.state == UP else stats.CLOSES_HOST_DOWN
             if reason is not None and not self._closed:
                 self._stats[reason] = self._stats.get(reason, 0) + 1
             if not keep_slot:

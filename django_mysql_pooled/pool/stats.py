@@ -174,7 +174,7 @@ STATS: Final[tuple[Stat, ...]] = (
         CLOSES_HOST_DOWN,
         "counter",
         "connections",
-        "Idle connections closed because their host was marked down (several hosts).",
+        "Connections closed because their host was marked down: idle ones at once, others at checkin.",
         late=True,
     ),
 )
