@@ -14,6 +14,7 @@ from typing import Any
 
 import MySQLdb
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
@@ -230,6 +231,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         pool = self._pool_of_connection
         if pool is not None and self.connection is not None and pool.connection_failed(self.connection, exc):
             self._setup_broken = True
+
+    def _commit(self) -> None:
+        try:
+            super()._commit()  # type: ignore[misc]
+        except DatabaseError as exc:  # e.g. 1047 from a Galera node that left the cluster
+            self.statement_failed(exc.__cause__ or exc)
+            raise
 
     def flush_pending_setup(self, cursor: Any, *then: str) -> None:
         """Send the pending session settings, then *then*, in one round trip on the raw *cursor*.

@@ -70,15 +70,21 @@ class HostedPoolState(PoolState[C]):
             return super()._dial(deadline)
         with self._lock:
             order = hosts.candidates()
+            order[0].open += 1  # counted while connecting: concurrent connects spread (balance)
         error: BaseException | None = None
         for tried, host in enumerate(order):
             left = deadline - self._clock()
-            if left <= 0 and error is not None:
-                break
+            if tried:
+                if left <= 0:
+                    break
+                with self._lock:
+                    host.open += 1
             try:
                 conn = connect_host(host.label, max(left, 0.0) / (len(order) - tried))
-            except Exception as exc:
-                if self._host_error(exc) is None:
+            except BaseException as exc:
+                with self._lock:
+                    host.open -= 1
+                if not isinstance(exc, Exception) or self._host_error(exc) is None:
                     raise  # not the host's fault: the same everywhere
                 self._host_failed(host, exc, connecting=True, moving_on=tried + 1 < len(order))
                 error = exc

@@ -152,8 +152,6 @@ class PoolState(Generic[C]):
             self._stats[stats.CONNECTIONS_MS] += (now - started) * 1000
             self._opening -= 1
             self._grow_locked()
-            if host is not None:
-                host.open += 1
         lifetime = self.max_lifetime * (1.0 - random.random() * LIFETIME_JITTER)  # noqa: S311
         entry = Entry(conn, now, lifetime)
         entry.host = host
@@ -162,7 +160,7 @@ class PoolState(Generic[C]):
     def _dial(self, deadline: float) -> tuple[C, Host | None]:
         """Open a server connection by *deadline* (clock seconds); ``(connection, its host)``.
 
-        One server here; several in ``hosted.py``.
+        One server here; several in ``hosted.py`` (which counts the connection in ``host.open``).
         """
         return self._connect(max(deadline - self._clock(), 0.0)), None
 
