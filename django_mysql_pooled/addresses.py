@@ -105,6 +105,11 @@ def _from_settings(alias: str, host_setting: str, port_setting: str) -> list[str
             f"in HOST = {host_setting!r}: give one port per host, one port for all, or write each as host:port."
         )
     if len(ports) > 1:
+        if any(":" in host.rsplit("]", 1)[-1] for host in hosts):  # a host:port, or [v6]:port
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]: HOST = {host_setting!r} writes ports and PORT = {port_setting!r} lists them "
+                "again; give the ports in one place."
+            )
         return [
             label(_split(alias, "HOST", host, DEFAULT_PORT)[0], _port(alias, "PORT", port))
             for host, port in zip(hosts, ports, strict=True)
@@ -159,6 +164,11 @@ def _split(alias: str, where: str, text: str, default: int) -> tuple[str, int]:
         host, port = text, ""
     if not host:
         raise ImproperlyConfigured(f"{setting} has {text!r}, a port without a host.")
+    if host.lower() == "localhost":
+        raise ImproperlyConfigured(
+            f"{setting} lists {text!r}: the MySQL client library connects to 'localhost' through the Unix "
+            "socket, whatever the port; write 127.0.0.1 (or ::1 in brackets) for TCP to this machine."
+        )
     return host, _port(alias, setting, port) if port else default
 
 

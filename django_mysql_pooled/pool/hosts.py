@@ -11,9 +11,13 @@ Policies (``OPTIONS["pool"]["policy"]``):
   connections (ties: the configured order), for a multi-primary cluster
   (Galera). Connections are not moved once open.
 
-A host is *down* after a connect to it, or a reset or check of one of its
-connections, failed with an error that says the server is unusable (the
-classifier is injected: ``session/hosts.py`` for MySQL): for a backoff that
+A host is *down* after a connect to it failed with an error that says the
+server is unusable (the classifier is injected: ``session/hosts.py`` for
+MySQL). Such an error on an open connection (its reset, check or a
+statement) only makes the host *suspected*: it stays up and is probed at
+once, and goes down only if the probe fails too (one session's error, a
+connection an administrator killed, must not take a server out). Down lasts
+a backoff that
 starts at ``host_backoff`` seconds, doubles at each consecutive failure up to
 ``host_backoff_max`` and is jittered by +-25 %, so that processes do not
 probe in step. When it ends, a background probe opens one connection to the
@@ -67,11 +71,13 @@ class Host:
         "open",
         "reason",
         "state",
+        "suspected",
     )
 
     def __init__(self, label: str, index: int) -> None:
         self.label, self.index = label, index
         self.state: str = UP
+        self.suspected = False  # up, but an error on one of its connections asks for a probe
         self.down_until = 0.0
         self.backoff = 0.0
         self.reason = ""
@@ -120,7 +126,7 @@ class HostSet:
         was_up = host.state == UP
         host.backoff = self.backoff if was_up else min(max(host.backoff * 2, self.backoff), self.backoff_max)
         host.down_until = now + host.backoff * (1 + JITTER * (2 * random.random() - 1))  # noqa: S311
-        host.state = DOWN
+        host.state, host.suspected = DOWN, False
         host.reason = reason
         if was_up:
             host.marked_down += 1
@@ -132,11 +138,30 @@ class HostSet:
         host.state, host.reason, host.backoff, host.down_until = UP, "", 0.0, 0.0
         return was_down
 
+    def suspect(self, host: Host) -> bool:
+        """Ask for a probe of *host*, which stays up meanwhile; return whether it was not asked yet.
+
+        For an error on an open connection (a lost connection, 1047, 1290):
+        it may be that one session's (killed by an administrator, a tenant's
+        ``SIGNAL``, ``secure_file_priv``) and not the server's; the probe
+        (a new connection and a query) decides.
+        """
+        if host.state != UP or host.suspected:
+            return False
+        host.suspected = True
+        return True
+
     def due_probes(self, now: float) -> list[Host]:
-        """The down hosts whose backoff has ended, now marked :data:`PROBING` (the caller probes them)."""
-        due = [host for host in self.hosts if host.state == DOWN and now >= host.down_until]
-        for host in due:
-            host.state = PROBING
+        """The hosts to probe now: down ones whose backoff has ended (marked :data:`PROBING`)
+        and suspected up ones (no longer suspected: a new error asks again)."""
+        due = []
+        for host in self.hosts:
+            if host.state == DOWN and now >= host.down_until:
+                host.state = PROBING
+                due.append(host)
+            elif host.state == UP and host.suspected:
+                host.suspected = False
+                due.append(host)
         return due
 
     def retire(self, host: Host) -> bool:
