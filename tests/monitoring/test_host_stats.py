@@ -100,6 +100,7 @@ def test_a_pool_with_one_server_publishes_no_hosts(pooled: WrapperFactory, stats
     db: Any = pooled({"max_size": 2})
     db.ensure_connection()
     assert "hosts" not in publish(db, stats_path)
+    assert "SERVER" not in run()
     assert not [name for name in scrape(db) if name.startswith("django_mysql_pooled_host_")]
 
 
@@ -122,6 +123,27 @@ def test_a_malformed_hosts_entry_skips_the_snapshot(stats_path: Path) -> None:
     assert result.snapshots == []
     assert "malformed snapshot" in result.warnings[0]
     publisher.remove()
+
+
+# -- poolstats -----------------------------------------------------------------------
+
+
+def test_poolstats_shows_a_row_per_server(two_hosts: Any, dead_port: int, stats_path: Path) -> None:
+    publish(two_hosts, stats_path)
+    report = json.loads(run("--json"))["databases"][two_hosts.alias]
+    assert [entry["state"] for entry in report["processes"][0]["hosts"]] == ["down", "up"]
+    out = run()
+    lines = out.splitlines()
+    heading = lines.index("  Servers, as each process sees them:") + 1
+    assert lines[heading].split() == [
+        "SERVER", "PID", "STATE", "RETRY", "IN", "SIZE", "IN", "USE", "IDLE", "ERRORS", "MARKED", "DOWN",
+        "FAILOVERS", "REASON",
+    ]  # fmt: skip
+    dead, live = (lines[heading + 1].split(), lines[heading + 2].split())
+    assert dead[:4] == [f"127.0.0.1:{dead_port}", str(os.getpid()), "down", f"{dead[3]}"]
+    assert 0 < float(dead[3]) <= 750 and dead[4] == "s"
+    assert dead[5:11] == ["0", "0", "0", "1", "1", "1"] and dead[11] in REFUSED
+    assert live == [live_label(), str(os.getpid()), "up", "-", "1", "1", "0", "0", "0", "0"]
 
 
 # -- Prometheus ------------------------------------------------------------------------
@@ -151,3 +173,14 @@ def test_prometheus_has_a_series_per_server(two_hosts: Any, dead_port: int) -> N
     )
     # The pool's own series are as with one server: one per alias.
     assert values("django_mysql_pooled_pool_size") == [({"alias": two_hosts.alias}, 1)]
+
+
+def test_poolstats_prometheus_labels_each_server(two_hosts: Any, dead_port: int, stats_path: Path) -> None:
+    publish(two_hosts, stats_path)
+    families = {f.name: f for f in text_string_to_metric_families(run("--prometheus"))}
+    samples = [s for s in families["django_mysql_pooled_host_up"].samples if s.labels["alias"] == two_hosts.alias]
+    machine = {"alias": two_hosts.alias, "host": socket.gethostname(), "pid": str(os.getpid())}
+    assert [(s.labels, s.value) for s in samples] == [
+        ({**machine, "server": f"127.0.0.1:{dead_port}"}, 0),
+        ({**machine, "server": live_label()}, 1),
+    ]

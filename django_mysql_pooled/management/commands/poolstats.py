@@ -37,6 +37,17 @@ COLUMNS = (
     ("LOST", stats.CONNECTIONS_LOST),
     ("LEAKS", stats.LEAKS_DETECTED),
 )
+#: The per-server table's number columns (several hosts; see pool/hosts.py): (heading, key).
+HOST_COLUMNS = (
+    ("SIZE", stats.POOL_SIZE),
+    ("IN USE", stats.CONNECTIONS_IN_USE),
+    ("IDLE", stats.POOL_AVAILABLE),
+    ("ERRORS", stats.CONNECTIONS_ERRORS),
+    ("MARKED DOWN", stats.HOST_MARKED_DOWN),
+    ("FAILOVERS", stats.FAILOVERS),
+)
+#: Characters of a down host's reason shown in the table (the JSON has all of it).
+REASON_WIDTH = 60
 
 
 def total(snapshots: list[dict[str, Any]]) -> dict[str, int]:
@@ -197,17 +208,35 @@ class Command(BaseCommand):
             totals = database["total"]
             rows.append([f"TOTAL ({len(processes)})", "", *(str(totals.get(k, 0)) for _h, k in COLUMNS)])
             self._print_rows([["PID", "HOST", *(h for h, _k in COLUMNS)], *rows])
+            self._print_hosts(processes)
         else:
             self.stdout.write(f"  No live process has a pool for database {alias!r}.")
         self._print_server(database["server"])
         for message in database["warnings"]:
             self.stdout.write(self.style.WARNING(f"  Warning: {message}"))
 
-    def _print_rows(self, rows: list[list[str]]) -> None:
+    def _print_hosts(self, processes: list[dict[str, Any]]) -> None:
+        """Each server's state and connections, per process (a pool with several hosts only)."""
+        rows = []
+        for snapshot in processes:
+            for order, entry in enumerate(snapshot.get("hosts", ())):
+                retry = f"{entry.get(stats.HOST_RETRY_IN_MS, 0) / 1000:.1f} s" if entry["state"] == "down" else "-"
+                numbers = (str(entry.get(key, 0)) for _h, key in HOST_COLUMNS)
+                row = [entry["host"], str(snapshot["pid"]), entry["state"], retry, *numbers, entry["reason"]]
+                rows.append(((order, snapshot["pid"]), row))
+        if not rows:
+            return
+        heading = ["SERVER", "PID", "STATE", "RETRY IN", *(h for h, _k in HOST_COLUMNS), "REASON"]
+        table = [heading, *(row[:-1] + [row[-1][:REASON_WIDTH]] for _key, row in sorted(rows))]
+        self.stdout.write("  Servers, as each process sees them:")
+        self._print_rows(table, left=(0, 1, 2, len(heading) - 1))
+
+    def _print_rows(self, rows: list[list[str]], left: tuple[int, ...] = (0, 1)) -> None:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             cells = [
-                cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+                cell.ljust(w) if i in left else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ]
             self.stdout.write("  " + "  ".join(cells).rstrip())
 
