@@ -146,6 +146,26 @@ def test_poolstats_shows_a_row_per_server(two_hosts: Any, dead_port: int, stats_
     assert live == [live_label(), str(os.getpid()), "up", "-", "1", "1", "0", "0", "0", "0"]
 
 
+def test_poolstats_shows_each_servers_view(monkeypatch: pytest.MonkeyPatch, dead_port: int) -> None:
+    """The server's view (max_connections, Threads_connected...) of each host, not only the first's."""
+    alias, dead = "several_hosts", f"127.0.0.1:{dead_port}"
+    settings = {**connections["default"].settings_dict, "HOST": f"{dead},{live_label()}", "PORT": ""}
+    settings["OPTIONS"] = {**settings["OPTIONS"], "pool": True}
+    monkeypatch.setitem(connections.settings, alias, settings)
+    try:
+        report = json.loads(run("--json", "--database", alias))["databases"][alias]
+        out = run("--database", alias)
+    finally:
+        del connections[alias]
+    first, second = report["servers"]
+    assert (first["host"], second["host"]) == (dead, live_label())
+    assert first["error"].startswith(f"cannot reach the server {dead} of database {alias!r}: ")
+    assert second["max_connections"] > 0
+    assert report["server"] == {k: v for k, v in first.items() if k != "host"}  # the first's, as with one server
+    assert f"  Server {dead}: cannot reach the server {dead}" in out
+    assert f"  Server {live_label()}: max_connections=" in out
+
+
 # -- Prometheus ------------------------------------------------------------------------
 
 

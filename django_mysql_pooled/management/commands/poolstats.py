@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from django_mysql_pooled.addresses import split_label
 from django_mysql_pooled.config import parse_pool_config
 from django_mysql_pooled.monitoring.publisher import stats_dir
 from django_mysql_pooled.monitoring.snapshots import ScanResult, query_server, read_snapshots
@@ -62,19 +63,24 @@ def total(snapshots: list[dict[str, Any]]) -> dict[str, int]:
     return result
 
 
-def limit_warnings(alias: str, combined: int, server: Mapping[str, Any]) -> list[str]:
-    """Warn when the live processes' combined ``max_size`` can exceed the server's limits."""
+def limit_warnings(alias: str, combined: int, server: Mapping[str, Any], where: str = "") -> list[str]:
+    """Warn when the live processes' combined ``max_size`` can exceed the server's limits.
+
+    :param where: the server's ``"host:port"`` when the alias has several (each gets the whole
+        ``max_size`` when the others are down).
+    """
     warnings = []
+    name = f"database {alias!r} at {where}" if where else f"database {alias!r}"
     limit = server.get("max_connections")
     if isinstance(limit, int) and combined > limit:
         warnings.append(
-            f"database {alias!r}: the live processes' combined max_size ({combined}) can exceed the "
+            f"{name}: the live processes' combined max_size ({combined}) can exceed the "
             f"server's max_connections ({limit}); lower max_size or raise max_connections."
         )
     user_limit = server.get("max_user_connections")
     if isinstance(user_limit, int) and 0 < user_limit < combined:
         warnings.append(
-            f"database {alias!r}: the live processes' combined max_size ({combined}) can exceed "
+            f"{name}: the live processes' combined max_size ({combined}) can exceed "
             f"max_user_connections ({user_limit})."
         )
     return warnings
@@ -151,16 +157,18 @@ class Command(BaseCommand):
         databases = {}
         for alias in self._aliases(scan, only):
             snapshots = [s for s in scan.snapshots if s["alias"] == alias]
-            view = self._server_view(alias) if server else {}
+            views = self._server_views(alias) if server else {}
             combined = sum(s["stats"].get(stats.POOL_MAX, 0) for s in snapshots)
             totals = total(snapshots)
             totals["processes"] = len(snapshots)
             databases[alias] = {
                 "processes": snapshots,
                 "total": totals,
-                "server": view,
-                "warnings": limit_warnings(alias, combined, view),
+                "server": next(iter(views.values()), {}),  # with several hosts, the first one's
+                "warnings": [line for label, v in views.items() for line in limit_warnings(alias, combined, v, label)],
             }
+            if "" not in views and views:  # a list: the JSON keeps the configured order
+                databases[alias]["servers"] = [{"host": label, **view} for label, view in views.items()]
         return {
             "stats_dir": str(stats_dir()),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -169,16 +177,32 @@ class Command(BaseCommand):
             "removed": scan.removed,
         }
 
-    def _server_view(self, alias: str) -> dict[str, Any]:
+    def _server_views(self, alias: str) -> dict[str, dict[str, Any]]:
+        """The server's view, keyed ``""``; with several hosts, each one's, by ``"host:port"``."""
         if alias not in connections:
-            return {"error": f"database {alias!r} is not in settings.DATABASES"}
+            return {"": {"error": f"database {alias!r} is not in settings.DATABASES"}}
         wrapper = connections[alias]
         if wrapper.vendor != "mysql":
             raise CommandError(f"database {alias!r} is not a MySQL/MariaDB database (vendor {wrapper.vendor!r}).")
         try:
-            return query_server(wrapper.get_connection_params())
+            params = wrapper.get_connection_params()
+            config = parse_pool_config(alias, connections.settings[alias])
+        except ImproperlyConfigured as exc:  # the system checks report it
+            return {"": {"error": f"database {alias!r} is misconfigured: {exc}"}}
+        if config is None or len(config.hosts) < 2:
+            return {"": self._server_view(alias, params)}
+        views = {}
+        for label in config.hosts:
+            host, port = split_label(label)
+            views[label] = self._server_view(alias, {**params, "host": host, "port": port}, label)
+        return views
+
+    def _server_view(self, alias: str, params: dict[str, Any], where: str = "") -> dict[str, Any]:
+        try:
+            return query_server(params)
         except MySQLdb.Error as exc:
-            return {"error": f"cannot reach the server of database {alias!r}: {exc}"}
+            server = f"server {where}" if where else "server"
+            return {"error": f"cannot reach the {server} of database {alias!r}: {exc}"}
 
     def _print_prometheus(self, scan: ScanResult, only: str | None) -> None:
         from prometheus_client import CollectorRegistry, generate_latest
@@ -211,7 +235,8 @@ class Command(BaseCommand):
             self._print_hosts(processes)
         else:
             self.stdout.write(f"  No live process has a pool for database {alias!r}.")
-        self._print_server(database["server"])
+        for view in database.get("servers", [database["server"]]):
+            self._print_server(view, view.get("host", ""))
         for message in database["warnings"]:
             self.stdout.write(self.style.WARNING(f"  Warning: {message}"))
 
@@ -240,13 +265,14 @@ class Command(BaseCommand):
             ]
             self.stdout.write("  " + "  ".join(cells).rstrip())
 
-    def _print_server(self, server: Mapping[str, Any]) -> None:
+    def _print_server(self, server: Mapping[str, Any], label: str = "") -> None:
+        name = f"Server {label}" if label else "Server"
         if "error" in server:
-            self.stdout.write(self.style.WARNING(f"  Server: {server['error']}"))
+            self.stdout.write(self.style.WARNING(f"  {name}: {server['error']}"))
             return
         user_limit = server["max_user_connections"] or "unlimited"
         self.stdout.write(
-            f"  Server: max_connections={server['max_connections']}, "
+            f"  {name}: max_connections={server['max_connections']}, "
             f"Threads_connected={server['threads_connected']}, "
             f"this user's connections={server['user_connections']} (max_user_connections={user_limit}), "
             f"wait_timeout={server['wait_timeout']} s"
