@@ -87,7 +87,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         # Once cancellation has used it, the KILL QUERY connection is kept open
         # (not opened at the first kill, when the server may be full): docs/cancellation.rst.
-        pool.hooks.append(killer_keeper(params, pool.killer_login))
+        # With several hosts, each host's (a query is killed on the host it runs on).
+        pool.hooks.append(killer_keeper(params, pool.killer_login, config.hosts))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 
     def close_pool(self) -> None:
