@@ -21,6 +21,7 @@ from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrappe
 from django_mysql_pooled import identity
 from django_mysql_pooled.addresses import parse_hosts, split_label
 from django_mysql_pooled.cancel.killers import killer_keeper
+from django_mysql_pooled.client import DatabaseClient
 from django_mysql_pooled.config import parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.features import DatabaseFeatures
@@ -42,6 +43,7 @@ _warned_unpooled: set[str] = set()  # aliases whose other-settings wrapper was l
 class DatabaseWrapper(MySQLDatabaseWrapper):
     """Django's MySQL ``DatabaseWrapper`` whose connections come from a pool."""
 
+    client_class = DatabaseClient
     creation_class = DatabaseCreation
     features_class = DatabaseFeatures
 

@@ -47,6 +47,8 @@ POLICIES: Final = (FAILOVER, BALANCE)
 
 #: A backoff is multiplied by a random factor in [1 - JITTER, 1 + JITTER].
 JITTER = 0.25
+#: Seconds: the least ``host_backoff`` (a smaller one, 0 included, is raised to it).
+MIN_BACKOFF = 0.1
 
 
 class Host:
@@ -95,7 +97,7 @@ class HostSet:
 
     :param labels: ``"host:port"`` strings, in the configured order (at least two).
     :param policy: :data:`FAILOVER` or :data:`BALANCE`.
-    :param backoff: seconds a host stays down after its first failure.
+    :param backoff: seconds a host stays down after its first failure (at least :data:`MIN_BACKOFF`).
     :param backoff_max: the cap (seconds) of the doubling backoff.
     :raises ValueError: an unknown policy, fewer than two hosts, a repeated host.
     """
@@ -106,7 +108,9 @@ class HostSet:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"need two or more distinct hosts, got {list(labels)!r}")
         self.policy = policy
-        self.backoff, self.backoff_max = backoff, max(backoff, backoff_max)
+        # Never below MIN_BACKOFF: a zero backoff would never grow and probe a dead host forever.
+        self.backoff = max(backoff, MIN_BACKOFF)
+        self.backoff_max = max(self.backoff, backoff_max)
         self.hosts = tuple(Host(label, index) for index, label in enumerate(labels))
 
     def __repr__(self) -> str:
@@ -166,10 +170,10 @@ class HostSet:
 
     def retire(self, host: Host) -> bool:
         """Whether a returned connection to *host* should be closed: *host* is not up (it was
-        marked down while the connection was checked out), or, with ``failover``, an earlier
-        host is up (the pool moves back to it)."""
+        marked down while the connection was checked out) while another is, or, with
+        ``failover``, an earlier host is up (the pool moves back to it)."""
         if host.state != UP:
-            return True
+            return any(other.state == UP for other in self.hosts)  # with none up, keep what works
         return self.policy == FAILOVER and any(other.state == UP for other in self.hosts[: host.index])
 
     def state_of(self, host: Host, now: float) -> tuple[str, float]:
