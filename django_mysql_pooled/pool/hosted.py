@@ -99,14 +99,16 @@ class HostedPoolState(PoolState[C]):
         raise error
 
     def _mark_down(self, host: Host, reason: str, *, connecting: bool = False, moving_on: bool = False) -> None:
-        """Mark *host* down and close its idle connections."""
+        """Mark *host* down and close its idle connections (unless no other host is up)."""
         hosts = self._hosts
         assert hosts is not None  # noqa: S101 - only a pool with hosts has a Host
         with self._lock:
             host.connections_errors += connecting
             host.failovers += moving_on
             newly = hosts.mark_down(host, self._clock(), reason)
-            idle = [entry for entry in self._idle if entry.host is host]
+            # With no host up, keep what works (a full server refuses new connections, not old ones).
+            others_up = any(other.state == UP for other in hosts.hosts)
+            idle = [entry for entry in self._idle if entry.host is host] if others_up else []
             for entry in idle:
                 self._idle.remove(entry)
         level = logging.WARNING if newly else logging.DEBUG
