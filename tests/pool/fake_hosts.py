@@ -21,7 +21,9 @@ from django_mysql_pooled.pool.hosts import FAILOVER, HostSet
 from django_mysql_pooled.pool.pool import ConnectionPool
 from tests.pool.fake_connections import ConnectionLost, FakeConnection, FakeFactory
 
-__all__ = ["HostDown", "FakeHosts", "NotTheHost", "quiet_prober"]
+__all__ = ["A", "B", "C", "FakeHosts", "HostDown", "NotTheHost", "host_of", "host_stat", "quiet_prober", "states"]
+
+A, B, C = "a:3306", "b:3306", "c:3306"
 
 
 class HostDown(Exception):
@@ -140,3 +142,12 @@ def quiet_prober(interval: float = 3600.0) -> Iterator[None]:
         yield
     finally:
         setattr(maintenance, "PROBE_INTERVAL", saved)  # noqa: B010
+
+
+def states(pool: ConnectionPool[FakeConnection]) -> dict[str, object]:
+    """Each host's state, as the pool sees it."""
+    return {label: values["state"] for label, values in pool.get_host_stats().items()}
+
+
+def host_stat(pool: ConnectionPool[FakeConnection], label: str, key: str) -> object:
+    return pool.get_host_stats()[label][key]

@@ -7,19 +7,16 @@ passes, ``strict`` turns that into a failure, and the marker goes.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from django_mysql_pooled.pool.hosts import DOWN, UP
 from django_mysql_pooled.pool.pool import ConnectionPool
-from tests.pool.fake_connections import FakeClock, FakeConnection, start
-from tests.pool.fake_hosts import FakeHosts, HostDown, host_of, quiet_prober
+from tests.pool.fake_connections import FakeClock, FakeConnection
+from tests.pool.fake_hosts import A, B, C, FakeHosts, HostDown, host_of
 
 Pool = ConnectionPool[FakeConnection]
-A, B, C = "a:3306", "b:3306", "c:3306"
 
 HOST_1 = (
     "HOST-1: a connection checked out when its host was marked down is kept at checkin (reset or not) "
@@ -33,41 +30,14 @@ HOST_6 = "HOST-6: a probe connects while the pool is full: max_size + 1 connecti
 HOST_8 = "HOST-8: a returned connection that failback retires is reset first, a round trip for nothing"
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def servers(clock: FakeClock) -> FakeHosts:
-    return FakeHosts([A, B, C], clock)
-
-
-@pytest.fixture
-def make(servers: FakeHosts, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setattr(random, "random", lambda: 0.5)  # no jitter
-    made: list[Pool] = []
-
-    def build(**options: Any) -> Pool:
-        with quiet_prober():
-            pool = servers.pool(**options)
-            made.append(pool)
-            start(pool)
-        return pool
-
-    yield build
-    for pool in made:
-        pool.close()
-
-
 def state(pool: Pool, label: str) -> object:
     return pool.get_host_stats()[label]["state"]
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_1)
 @pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
-def test_a_connection_held_when_its_host_went_down_is_not_handed_out_again(make: Any, reset_on: str) -> None:
-    pool = make(reset_on=reset_on)
+def test_a_connection_held_when_its_host_went_down_is_not_handed_out_again(hosted: Any, reset_on: str) -> None:
+    pool = hosted(reset_on=reset_on)
     held, other = pool.getconn(), pool.getconn()  # both on a
     # a 1047 (Galera node desynced) or 1290 (primary demoted, require_primary) on one statement
     assert pool.connection_failed(other, HostDown("(1290) --read-only")) is True
@@ -79,8 +49,8 @@ def test_a_connection_held_when_its_host_went_down_is_not_handed_out_again(make:
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_2)
-def test_close_leaves_no_open_connection_counted_on_a_host(make: Any) -> None:
-    pool = make()
+def test_close_leaves_no_open_connection_counted_on_a_host(hosted: Any) -> None:
+    pool = hosted()
     held = pool.getconn()
     pool.putconn(pool.getconn())
     pool.close()
@@ -90,8 +60,8 @@ def test_close_leaves_no_open_connection_counted_on_a_host(make: Any) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_3)
-def test_a_failed_probe_closes_the_hosts_idle_connections(make: Any, servers: FakeHosts, clock: FakeClock) -> None:
-    pool = make()
+def test_a_failed_probe_closes_the_hosts_idle_connections(hosted: Any, servers: FakeHosts, clock: FakeClock) -> None:
+    pool = hosted()
     servers.down.add(A)
     pool.putconn(pool.getconn())  # a marked down; the connection is on b
     clock.advance(2.0)
@@ -115,8 +85,8 @@ def test_a_failed_probe_closes_the_hosts_idle_connections(make: Any, servers: Fa
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_4)
-def test_per_host_failovers_count_only_moves_to_another_host(make: Any, servers: FakeHosts) -> None:
-    pool = make()
+def test_per_host_failovers_count_only_moves_to_another_host(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted()
     servers.down.update({A, B, C})
     with pytest.raises(HostDown):
         pool.getconn()
@@ -125,15 +95,15 @@ def test_per_host_failovers_count_only_moves_to_another_host(make: Any, servers:
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_5)
-def test_a_checkout_that_does_not_queue_still_fails_over(make: Any, servers: FakeHosts) -> None:
-    pool = make()
+def test_a_checkout_that_does_not_queue_still_fails_over(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted()
     servers.down.add(A)
     assert host_of(pool.getconn(timeout=0)) == B
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_6)
-def test_a_probe_never_opens_a_connection_beyond_max_size(make: Any, servers: FakeHosts, clock: FakeClock) -> None:
-    pool = make(max_size=2)
+def test_a_probe_never_opens_a_connection_beyond_max_size(hosted: Any, servers: FakeHosts, clock: FakeClock) -> None:
+    pool = hosted(max_size=2)
     servers.down.add(A)
     held = [pool.getconn(), pool.getconn()]
     servers.bring_up(A)
@@ -146,8 +116,10 @@ def test_a_probe_never_opens_a_connection_beyond_max_size(make: Any, servers: Fa
 
 
 @pytest.mark.xfail(strict=True, reason=HOST_8)
-def test_a_retired_connection_is_not_reset_before_it_is_closed(make: Any, servers: FakeHosts, clock: FakeClock) -> None:
-    pool = make(reset_on="checkin", alive=servers.alive, check=servers.ping)
+def test_a_retired_connection_is_not_reset_before_it_is_closed(
+    hosted: Any, servers: FakeHosts, clock: FakeClock
+) -> None:
+    pool = hosted(reset_on="checkin", alive=servers.alive, check=servers.ping)
     servers.down.add(A)
     conn = pool.getconn()
     servers.bring_up(A)
