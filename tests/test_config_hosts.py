@@ -139,3 +139,14 @@ def test_a_url_host_without_its_port_gets_the_default_port() -> None:
 def test_ports_given_twice_are_refused(host: str, option: Any) -> None:
     with pytest.raises(ImproperlyConfigured, match="PORT"):
         hosts_of(host, "1,2", option)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOST-16: dbshell and the parallel test runner's mysqldump clone (Django's DatabaseClient) get the "
+    "host list verbatim: mysql --host=db1:3306,db2:3307",
+)
+def test_dbshell_connects_to_one_listed_host() -> None:
+    db = wrapper("db1:3306,db2:3307", options={"pool": True})
+    args, _env = db.client.settings_to_cmd_args_env(db.settings_dict, [])
+    assert "--host=db1" in args and "--port=3306" in args, args
