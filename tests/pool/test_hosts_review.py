@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from django_mysql_pooled.pool.hosts import DOWN, UP
+from django_mysql_pooled.pool.hosts import DOWN, FAILOVER, UP, HostSet
 from django_mysql_pooled.pool.pool import ConnectionPool
 from tests.pool.fake_connections import FakeClock, FakeConnection
 from tests.pool.fake_hosts import A, B, C, FakeHosts, HostDown, host_of
@@ -129,3 +129,15 @@ def test_a_retired_connection_is_not_reset_before_it_is_closed(
     pool.putconn(conn)
     assert conn.closed and pool.get_stats()["closes_failback"] == 1
     assert servers.resets_ok == resets
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOST-7: host_backoff=0 (accepted by the settings) never grows: a down host is probed every "
+    "PROBE_INTERVAL (0.1 s) forever, host_backoff_max notwithstanding",
+)
+def test_a_zero_backoff_still_grows_towards_the_cap() -> None:
+    hosts = HostSet([A, B], policy=FAILOVER, backoff=0.0, backoff_max=30.0)
+    for _ in range(5):
+        hosts.mark_down(hosts.hosts[0], 0.0, "refused")
+    assert hosts.hosts[0].backoff > 0.0
