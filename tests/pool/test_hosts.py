@@ -46,17 +46,28 @@ def test_a_refused_host_moves_the_checkout_to_the_next_within_its_share_of_the_d
     assert pool.get_stats()["failovers"] == 1
 
 
-def test_the_last_host_is_not_tried_once_the_deadline_has_passed(
+def test_past_the_deadline_each_host_left_still_gets_one_short_try(
     hosted: Any, servers: FakeHosts, clock: FakeClock
 ) -> None:
     pool = hosted(timeout=5.0)
+    servers.down.update({A, B})
+    servers.on_dial = lambda label, timeout: clock.advance(5.0 if label == A else 0.0)
+    conn = pool.getconn()
+    assert host_of(conn) == C
+    assert servers.dials == [(A, 5.0 / 3), (B, 0.0), (C, 0.0)]  # a took the whole deadline
+    assert pool.get_stats()["failovers"] == 1
+
+
+def test_a_checkout_that_does_not_queue_still_fails_over(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted()
     servers.down.add(A)
-    servers.on_dial = lambda label, timeout: clock.advance(5.0)
-    with pytest.raises(HostDown, match="a:3306"):
-        pool.getconn()
-    assert [label for label, _ in servers.dials] == [A]
+    assert host_of(pool.getconn(timeout=0)) == B
+    assert servers.dials == [(A, 0.0), (B, 0.0)]
+    servers.down.update({B, C})
+    with pytest.raises(HostDown, match="a:3306"):  # every host refused: the last tried (a, down) answers
+        pool.getconn(timeout=0)
     stats = pool.get_stats()
-    assert (stats["pool_size"], stats["connections_errors"], stats["requests_errors"]) == (0, 1, 1)
+    assert (stats["pool_size"], stats["connections_errors"], stats["requests_errors"]) == (1, 1, 1)
 
 
 def test_an_error_that_is_not_the_hosts_is_raised_at_once(hosted: Any, servers: FakeHosts) -> None:
@@ -101,6 +112,28 @@ def test_balance_spreads_new_connections_over_the_up_hosts(hosted: Any, servers:
     assert {label: host_stat(pool, label, "pool_size") for label in (A, B, C)} == {A: 4, B: 1, C: 3}
     pool.putconn(conns[0])
     assert not conns[0].closed  # balance never retires
+
+
+def test_per_host_failovers_count_only_moves_to_another_host(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted()
+    servers.down.update({A, B, C})
+    with pytest.raises(HostDown):
+        pool.getconn()
+    per_host = pool.get_host_stats()
+    assert [per_host[label]["failovers"] for label in (A, B, C)] == [1, 1, 0]
+    assert [per_host[label]["connections_errors"] for label in (A, B, C)] == [1, 1, 1]
+
+
+def test_close_leaves_only_the_checked_out_connections_counted_on_their_host(hosted: Any) -> None:
+    pool = hosted()
+    held = pool.getconn()
+    pool.putconn(pool.getconn())
+    pool.close()
+    assert not held.closed
+    assert pool.get_stats()["pool_size"] == 1
+    assert pool.get_host_stats()[A]["pool_size"] == 1
+    pool.putconn(held)
+    assert held.closed and pool.get_host_stats()[A]["pool_size"] == 0
 
 
 # -- one server: none of the above runs ---------------------------------------------------

@@ -12,54 +12,89 @@ from typing import Any
 
 from django_mysql_pooled.pool.hosts import DOWN, PROBING, UP
 from tests.pool.fake_connections import FakeClock, FakeConnection, Worker, closing, wait_until
-from tests.pool.fake_hosts import A, B, FakeHosts, HostDown, NotTheHost, host_of, host_stat, quiet_prober, states
+from tests.pool.fake_hosts import A, B, C, FakeHosts, HostDown, NotTheHost, host_of, host_stat, quiet_prober, states
 
 
-def test_a_failed_reset_marks_its_host_down_and_closes_the_hosts_idle_connections_at_once(
+def test_a_failed_reset_only_suspects_its_host_the_connect_that_follows_finds_it_down(
     hosted: Any, servers: FakeHosts
 ) -> None:
     pool = hosted(max_size=4)
     on_a = [pool.getconn() for _ in range(3)]
+    on_b_later = on_a.pop()
+    pool.putconn(on_b_later)
     for conn in on_a:
         pool.putconn(conn)
     servers.take_down(A)
-    conn = pool.getconn()  # the most recent idle one: its reset fails
+    conn = pool.getconn()  # each idle one fails its reset in turn, then a (still up) refuses the connect
     assert host_of(conn) == B
-    assert all(old.closed for old in on_a)
+    assert on_b_later.closed and all(old.closed for old in on_a)
     stats = pool.get_stats()
-    assert (stats["resets_failed"], stats["closes_broken"], stats["closes_host_down"]) == (1, 1, 2)
-    assert stats["pool_size"] == 1
+    assert (stats["resets_failed"], stats["closes_broken"], stats.get("closes_host_down", 0)) == (3, 3, 0)
+    assert (stats["pool_size"], stats["failovers"]) == (1, 1)
     assert states(pool)[A] == DOWN
+    assert host_stat(pool, A, "reason") == f"(2003) Can't connect to server on {A}"
     assert servers.open_on(A) == set()
-    assert host_stat(pool, A, "pool_size") == 0
 
 
-def test_a_failed_check_marks_its_host_down(hosted: Any, servers: FakeHosts) -> None:
+def test_a_failed_reset_on_a_healthy_host_costs_that_connection_and_one_probe(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted(max_size=4)
+    lost, kept = pool.getconn(), pool.getconn()
+    pool.putconn(kept)
+    pool.putconn(lost)
+    lost.dead = True  # one session killed by an administrator: the server is fine
+    assert pool.getconn() is kept
+    assert states(pool)[A] == UP
+    dials = len(servers.dials)
+    pool.probe_hosts()  # no backoff: a suspected host is probed at the next round
+    assert servers.dials[dials:] == [(A, 5.0)]
+    assert states(pool)[A] == UP and host_stat(pool, A, "host_marked_down") == 0
+    assert pool.get_stats().get("closes_host_down", 0) == 0
+    assert host_stat(pool, A, "pool_available") == 1  # the probe's connection is kept
+    pool.probe_hosts()
+    assert len(servers.dials) == dials + 1  # probed once per error
+
+
+def test_a_failed_check_suspects_its_host(hosted: Any, servers: FakeHosts) -> None:
     pool = hosted(reset_on="checkin", alive=servers.alive, check=servers.ping, validation_window=0.0)
     conn = pool.getconn()
     pool.putconn(conn)
     servers.take_down(A)
-    assert host_of(pool.getconn()) == B
+    assert host_of(pool.getconn()) == B  # the ping failed, a refused the connect
     assert servers.pings_failed == 1
     assert states(pool)[A] == DOWN
 
 
-def test_a_statement_error_of_the_host_marks_it_down_and_closes_its_idle_connections(hosted: Any) -> None:
+def test_a_statement_error_of_the_host_has_it_probed_and_down_only_if_the_probe_fails(
+    hosted: Any, servers: FakeHosts
+) -> None:
     pool = hosted()
     busy, idle = pool.getconn(), pool.getconn()
     pool.putconn(idle)
     assert pool.connection_failed(busy, NotTheHost("(1064) syntax error")) is False
-    assert states(pool)[A] == UP and not idle.closed
     assert pool.host_of(busy) == A
     assert pool.connection_failed(busy, HostDown("(1047) WSREP has not yet prepared node")) is True
-    assert states(pool)[A] == DOWN
-    assert idle.closed and not busy.closed
-    assert pool.get_stats()["closes_host_down"] == 1
+    assert states(pool)[A] == UP and not idle.closed  # suspected only
     pool.putconn(busy, broken=True)
     assert busy.closed
-    assert pool.connection_failed(pool.getconn(), HostDown("x")) is True  # on b now
-    assert states(pool)[B] == DOWN
+    servers.down.add(A)  # the node really is not ready: the probe fails
+    pool.probe_hosts()
+    assert states(pool)[A] == DOWN
+    assert idle.closed
+    assert pool.get_stats()["closes_host_down"] == 1
+    assert host_stat(pool, A, "connections_errors") == 1
     assert pool.host_of(FakeConnection(99, 0.0, threading.current_thread())) is None
+
+
+def test_a_connection_held_while_its_host_went_down_is_closed_at_checkin(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted()
+    held = pool.getconn()
+    servers.down.add(A)  # refuses new connections; the open one still answers
+    assert host_of(pool.getconn()) == B
+    assert states(pool)[A] == DOWN
+    pool.putconn(held)
+    assert held.closed
+    assert pool.get_stats()["closes_host_down"] == 1
+    assert host_of(pool.getconn()) == B
 
 
 def test_the_probe_waits_for_the_backoff_doubles_it_on_failure_and_brings_the_host_back(
@@ -170,3 +205,43 @@ def test_a_probe_that_connects_while_the_pool_closes_closes_its_connection(
     dials = len(servers.dials)
     pool.probe_hosts()  # a closed pool probes nothing
     assert len(servers.dials) == dials
+
+
+def test_a_failed_probe_closes_the_idle_connections_a_checkout_opened_meanwhile(
+    hosted: Any, servers: FakeHosts, clock: FakeClock
+) -> None:
+    pool = hosted()
+    servers.down.add(A)
+    pool.putconn(pool.getconn())  # a marked down; the connection is on b
+    clock.advance(2.0)
+    servers.bring_up(A)
+    nested: list[str] = []
+
+    def meanwhile(label: str, timeout: float) -> None:
+        if label == A and not nested:  # the probe of a: a checkout connects to a meanwhile...
+            nested.append(label)
+            servers.down.update({B, C})
+            servers.take_down(B)
+            conn = pool.getconn()  # b's idle one is dead, b and c refuse, a answers: up by this checkout
+            assert host_of(conn) == A
+            pool.putconn(conn)
+            servers.host_failures[A] = [HostDown("(2013) lost connection during the probe")]
+
+    servers.on_dial = meanwhile
+    pool.probe_hosts()
+    assert states(pool)[A] == DOWN
+    assert host_stat(pool, A, "pool_available") == 0
+    assert servers.open_on(A) == set()
+
+
+def test_a_retired_connection_is_closed_without_a_reset(hosted: Any, servers: FakeHosts, clock: FakeClock) -> None:
+    pool = hosted(reset_on="checkin", alive=servers.alive, check=servers.ping)
+    servers.down.add(A)
+    conn = pool.getconn()
+    servers.bring_up(A)
+    clock.advance(2.0)
+    pool.probe_hosts()
+    resets = servers.resets_ok
+    pool.putconn(conn)
+    assert conn.closed and pool.get_stats()["closes_failback"] == 1
+    assert servers.resets_ok == resets

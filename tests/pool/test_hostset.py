@@ -107,15 +107,31 @@ def test_due_probes_are_the_down_hosts_whose_backoff_ended_marked_probing(no_jit
     assert hosts.state_of(c, 10.0) == (UP, 0.0)
 
 
-def test_retire_moves_back_to_an_earlier_host_with_failover_only() -> None:
+def test_retire_closes_a_connection_to_a_host_not_up_and_with_failover_to_a_later_host() -> None:
     hosts = down_set(A, B, C)
     a, b, c = hosts.hosts
     assert [hosts.retire(h) for h in (a, b, c)] == [False, True, True]  # a is up: b and c retire
     hosts.mark_down(a, 0.0, "x")
-    assert [hosts.retire(h) for h in (a, b, c)] == [False, False, True]
+    assert [hosts.retire(h) for h in (a, b, c)] == [True, False, True]  # a is down: its own retire
     hosts.mark_down(b, 0.0, "x")
-    assert [hosts.retire(h) for h in (a, b, c)] == [False, False, False]
+    assert [hosts.retire(h) for h in (a, b, c)] == [True, True, False]
     hosts.due_probes(100.0)  # probing is not up
-    assert hosts.retire(c) is False
+    assert (a.state, hosts.retire(a), hosts.retire(c)) == (PROBING, True, False)
     balanced = down_set(A, B, policy=BALANCE)
     assert [balanced.retire(h) for h in balanced.hosts] == [False, False]
+    balanced.mark_down(balanced.hosts[1], 0.0, "x")
+    assert [balanced.retire(h) for h in balanced.hosts] == [False, True]
+
+
+def test_a_suspected_host_stays_up_and_is_probed_at_the_next_round_once(no_jitter: None) -> None:
+    hosts = down_set(A, B)
+    a, b = hosts.hosts
+    assert hosts.suspect(a) is True
+    assert hosts.suspect(a) is False  # asked already
+    assert (a.state, hosts.candidates(), hosts.retire(a)) == (UP, [a, b], False)
+    assert hosts.due_probes(0.0) == [a]
+    assert (a.state, a.suspected) == (UP, False)
+    assert hosts.due_probes(0.0) == []
+    assert hosts.suspect(a) is True  # a new error asks again
+    hosts.mark_down(a, 0.0, "probe failed")
+    assert (a.state, a.suspected, hosts.suspect(a)) == (DOWN, False, False)  # a down host is not suspected
