@@ -120,6 +120,22 @@ OPTION = "DATABASES['app']['OPTIONS']['pool']['hosts']"
         ("[::1]x,db2", "", None, f"{HOST} has '[::1]x': write an IPv6 address as [address]:port."),
         (":3306,db2", "", None, f"{HOST} has ':3306', a port without a host."),
         ("db1:1,db1:1", "", None, "DATABASES['app']: host db1:1 is listed twice; list each server once."),
+        (
+            "localhost:3307,db2",
+            "",
+            None,
+            f"{HOST} lists 'localhost:3307': the MySQL client library connects to 'localhost' through the Unix "
+            "socket, whatever the port; write 127.0.0.1 (or ::1 in brackets) for TCP to this machine.",
+        ),
+        ("", "", ["db1", "LocalHost"], f"{OPTION} lists 'LocalHost': the MySQL client library connects"),
+        (
+            "db1:1,db2",
+            "1,2",
+            None,
+            "DATABASES['app']: HOST = 'db1:1,db2' writes ports and PORT = '1,2' lists them again; "
+            "give the ports in one place.",
+        ),
+        ("[::1]:1,db2", "1,2", None, "DATABASES['app']: HOST = '[::1]:1,db2' writes ports and PORT"),
         ("db1,db1:3306", "", None, "DATABASES['app']: host db1:3306 is listed twice; list each server once."),
         (
             "",

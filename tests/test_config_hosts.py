@@ -132,13 +132,32 @@ def test_a_url_host_without_its_port_gets_the_default_port() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="HOST-14: ports given twice are resolved silently: a PORT list overrides the ports written "
-    "in HOST, and is ignored beside OPTIONS['pool']['hosts']",
+    reason="HOST-14: a PORT list beside OPTIONS['pool']['hosts'] is ignored silently (each host gets 3306); "
+    "the same list beside ports written in HOST is refused",
 )
-@pytest.mark.parametrize(("host", "option"), [("db1:9,db2", None), ("", ["db1", "db2"])])
-def test_ports_given_twice_are_refused(host: str, option: Any) -> None:
+def test_a_port_list_beside_the_hosts_option_is_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="PORT"):
-        hosts_of(host, "1,2", option)
+        hosts_of("", "1,2", ["db1", "db2"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOST-11: a (host, port) pair skips the checks of a 'host:port' string: ('localhost', 3307) is "
+    "accepted (and connects through the Unix socket), so is a socket path",
+)
+@pytest.mark.parametrize("pair", [("localhost", 3307), ("LOCALHOST", 3307), ("/run/mysqld/mysqld.sock", 3306)])
+def test_a_pair_gets_the_checks_of_a_string(pair: tuple[str, int]) -> None:
+    with pytest.raises(ImproperlyConfigured, match="socket"):
+        hosts_of(option=[pair, ("db2", 3306)])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOST-20: entries of an OPTIONS['pool']['hosts'] list are not stripped (a comma string's are): "
+    "' db2:3306' is the host ' db2', unknown to DNS, down for good",
+)
+def test_list_entries_are_stripped_like_a_comma_strings() -> None:
+    assert hosts_of(option=["db1:3306", " db2:3306 "]) == ("db1:3306", "db2:3306")
 
 
 @pytest.mark.xfail(
