@@ -60,7 +60,7 @@ def test_each_hosts_connect_timeout_is_bounded_by_its_share(
     seen: list[dict[str, Any]] = []
 
     def record(alias: str, params: dict[str, Any], left: float | None, **kwargs: Any) -> Any:
-        seen.append(params)
+        seen.append({**params, **kwargs})
         raise MySQLdb.OperationalError(2003, "recorded")
 
     monkeypatch.setattr(factory, "open_connection", record)
@@ -71,6 +71,7 @@ def test_each_hosts_connect_timeout_is_bounded_by_its_share(
     with pytest.raises(MySQLdb.OperationalError):
         connect_host("[fd00::2]:2", timeout)
     assert (seen[0]["host"], seen[0]["port"], seen[0]["connect_timeout"]) == ("fd00::2", 2, expected)
+    assert seen[0]["ready"] is True  # a query proves the server serves (a Galera node not ready accepts connects)
 
 
 PASSWORD = "s3cret-hosts-Passw0rd"
@@ -90,3 +91,10 @@ def test_no_message_stat_or_log_line_carries_the_password(
     texts += [str(values) for values in pool.get_host_stats().values()]
     assert any(dead in text for text in texts)
     assert not [text for text in texts if PASSWORD in text]
+
+
+def test_every_new_connection_of_several_hosts_runs_one_query_more(pooled: WrapperFactory) -> None:
+    selects = "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'COM_SELECT'"
+    one = pooled({"max_size": 1})
+    several = pooled({"max_size": 1}, HOST=f"{SHARED},127.0.0.1:{closed_port()}", PORT="")
+    assert int(scalar(several, selects)) == int(scalar(one, selects)) + 1  # SELECT @@global.read_only
