@@ -15,7 +15,7 @@ from django.db import OperationalError
 
 from django_mysql_pooled.pool.hosts import DOWN, UP
 from tests.conftest import WrapperFactory
-from tests.faults.conftest import PoolTargetFactory
+from tests.faults.conftest import PoolTargetFactory, fill
 from tests.faults.mariadb import PrivateMariaDB, requires_mariadbd
 from tests.session.test_hosts_real import SHARED, closed_port
 
@@ -160,3 +160,42 @@ def test_a_crashed_host_is_failed_over_probed_and_failed_back(
     assert int(state(db, private)["connections_errors"]) >= 1  # the checkout's connect (and probes while it started)
     figures(failover_s=failed_over, back_after_restart_s=back)
     assert failed_over < 5.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOST-19: with no other host up, one refused connect (1040, the server is full) marks the host down, "
+    "closes its idle connections and retires those returned: the pool throws its working connections away and "
+    "every checkout then meets the full server's 1040 (one server alone would have kept serving)",
+)
+def test_a_full_server_keeps_serving_from_the_connections_the_pool_has(
+    pool_target: PoolTargetFactory, private_server: PrivateMariaDB
+) -> None:
+    private = f"{private_server.host}:{private_server.port}"
+    target = pool_target({"max_size": 4, "timeout": 2.0})
+    target.settings.update(HOST=f"{private},127.0.0.1:{closed_port()}", PORT="")
+    held, other = target.wrapper(), target.wrapper()
+    held.ensure_connection()
+    other.ensure_connection()
+    other.close()  # idle
+    target.pool.drain()
+    root = private_server.connect()
+    root.cursor().execute("SET GLOBAL max_connections = 10")  # restored by the fixture
+    fillers = fill(private_server)
+    try:
+        third = target.wrapper()
+        third.ensure_connection()  # the idle one
+        with pytest.raises(OperationalError) as full:
+            target.wrapper().ensure_connection()  # a connect: 1040, then the dead port
+        assert full.value.args[0] in (1040, 2002, 2003)
+        third.close()
+        held.close()
+        target.pool.drain()
+        fillers += fill(private_server)  # other clients take whatever slot the pool gives back
+        again = target.wrapper()
+        assert scalar(again, "SELECT 1") == 1, "no connection: the pool closed the ones the full server had given"
+        again.close()
+    finally:
+        for conn in fillers:
+            conn.close()
+        root.close()
