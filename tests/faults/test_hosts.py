@@ -162,12 +162,6 @@ def test_a_crashed_host_is_failed_over_probed_and_failed_back(
     assert failed_over < 5.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-19: with no other host up, one refused connect (1040, the server is full) marks the host down, "
-    "closes its idle connections and retires those returned: the pool throws its working connections away and "
-    "every checkout then meets the full server's 1040 (one server alone would have kept serving)",
-)
 def test_a_full_server_keeps_serving_from_the_connections_the_pool_has(
     pool_target: PoolTargetFactory, private_server: PrivateMariaDB
 ) -> None:
@@ -194,6 +188,7 @@ def test_a_full_server_keeps_serving_from_the_connections_the_pool_has(
         fillers += fill(private_server)  # other clients take whatever slot the pool gives back
         again = target.wrapper()
         assert scalar(again, "SELECT 1") == 1, "no connection: the pool closed the ones the full server had given"
+        assert target.stats().get("closes_host_down", 0) == 0
         again.close()
     finally:
         for conn in fillers:

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from django_mysql_pooled.pool.hosts import DOWN, PROBING, UP
 from tests.pool.fake_connections import FakeClock, FakeConnection, Worker, closing, wait_until
 from tests.pool.fake_hosts import A, B, C, FakeHosts, HostDown, NotTheHost, host_of, host_stat, quiet_prober, states
@@ -149,13 +151,19 @@ def test_failback_retires_the_later_hosts_connections_one_checkin_at_a_time(
     assert (host_stat(pool, A, "pool_size"), host_stat(pool, B, "pool_size")) == (1, 1)
 
 
+def probed_up(pool: Any) -> bool:
+    pool.probe_hosts()
+    return bool(states(pool)[A] == UP)
+
+
 def test_a_retired_connection_frees_its_slot_for_a_waiter_who_opens_on_the_earlier_host(no_jitter: None) -> None:
     real = FakeHosts([A, B], clock=time.monotonic)
     with quiet_prober(), closing(real.pool(max_size=1, timeout=30.0, backoff=0.0)) as pool:
         real.down.add(A)
         held = pool.getconn()
         real.bring_up(A)
-        pool.probe_hosts()  # a is up; the pool is full, so the probe's connection is closed
+        wait_until(lambda: probed_up(pool), what="a's probe (after its 0.1 s backoff)")  # the pool is full:
+        # the probe's connection is closed
         assert pool.get_stats()["pool_size"] == 1
         waiter = Worker(pool.getconn)
         waiter.start()
@@ -245,3 +253,20 @@ def test_a_retired_connection_is_closed_without_a_reset(hosted: Any, servers: Fa
     pool.putconn(conn)
     assert conn.closed and pool.get_stats()["closes_failback"] == 1
     assert servers.resets_ok == resets
+
+
+def test_with_no_host_up_working_connections_are_kept(hosted: Any, servers: FakeHosts) -> None:
+    pool = hosted(max_size=4)
+    servers.down.update({B, C})  # the replicas are away
+    held, idle = pool.getconn(), pool.getconn()
+    pool.putconn(idle)
+    servers.down.add(A)  # the primary is full: 1040 for new connections, open ones unharmed
+    assert pool.getconn() is idle
+    with pytest.raises(HostDown):
+        pool.getconn()  # a connect: every server refuses
+    assert states(pool) == {A: DOWN, B: DOWN, C: DOWN}
+    pool.putconn(held)
+    pool.putconn(idle)
+    again = pool.getconn()  # a working connection to a, the only server that answers
+    assert host_of(again) == A and not held.closed, "the pool closed its working connections to a full server"
+    assert pool.get_stats().get("closes_host_down", 0) == 0

@@ -12,7 +12,8 @@ only knows what it saw. The invariants:
   before the pool has noticed (the checkout's validation is what notices).
 * **The pool's view**: a connection handed out, or kept at checkin, is to
   a host the pool holds *up*, unless no host is up (a connection that was
-  checked out when its host was marked down is closed at checkin, HOST-1).
+  checked out when its host was marked down is closed at checkin while
+  another host is up, HOST-1; with none up, what works is kept, HOST-19).
 * **Placement**: a new connection goes (failover) to the first host that
   accepts it, every earlier one now not up; (balance) to an up host with the
   fewest open connections. A connection returned to a later host while an
@@ -136,10 +137,8 @@ class HostsMachine(RuleBasedStateMachine):
         any_up = any(self.up(other) for other in LABELS)
         if broken or (dead and self.pool.resets_on_checkin) or (any_up and not self.up(label)):
             assert conn.closed, f"kept {conn!r}: broken, dead, or {label} not up while another is"
-        elif not any_up:
-            pass  # no host up: closed today, kept if HOST-19 is fixed
-        elif self.policy == BALANCE:  # never retired for failback
-            assert not conn.closed or self.clock() >= conn.opened_at + 3600.0 * 0.95
+        elif not any_up or self.policy == BALANCE:  # no host up: keep what works (HOST-19); balance never retires
+            assert not conn.closed or dead or self.clock() >= conn.opened_at + 3600.0 * 0.95, f"{conn!r} closed"
         elif not conn.closed:
             assert not earlier_up, f"{conn!r} to {label} kept with an earlier host up"
 

@@ -68,6 +68,16 @@ def test_backoff_doubles_per_failure_up_to_the_cap_and_starts_over_once_up(no_ji
     assert (a.backoff, a.down_until, a.marked_down) == (0.5, 20.5, 2)
 
 
+def test_a_backoff_below_a_tenth_of_a_second_is_raised_to_it_so_it_grows(no_jitter: None) -> None:
+    hosts = down_set(A, B, backoff=0.0, backoff_max=0.3)
+    a = hosts.hosts[0]
+    seen = []
+    for _ in range(4):
+        hosts.mark_down(a, 0.0, "refused")
+        seen.append(a.backoff)
+    assert seen == [0.1, 0.2, 0.3, 0.3]
+
+
 def test_a_cap_below_the_backoff_is_the_backoff(no_jitter: None) -> None:
     hosts = down_set(A, B, backoff=5.0, backoff_max=1.0)
     a = hosts.hosts[0]
@@ -117,6 +127,8 @@ def test_retire_closes_a_connection_to_a_host_not_up_and_with_failover_to_a_late
     assert [hosts.retire(h) for h in (a, b, c)] == [True, True, False]
     hosts.due_probes(100.0)  # probing is not up
     assert (a.state, hosts.retire(a), hosts.retire(c)) == (PROBING, True, False)
+    hosts.mark_down(c, 0.0, "x")
+    assert [hosts.retire(h) for h in (a, b, c)] == [False, False, False]  # none up: keep what works
     balanced = down_set(A, B, policy=BALANCE)
     assert [balanced.retire(h) for h in balanced.hosts] == [False, False]
     balanced.mark_down(balanced.hosts[1], 0.0, "x")
