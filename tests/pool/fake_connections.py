@@ -39,6 +39,7 @@ class FakeConnection:
         self.dead = False
         self.resets = 0
         self.holder: threading.Thread | None = None
+        self.host: str | None = None  # its server, with several hosts (fake_hosts.py)
 
     def __repr__(self) -> str:
         return f"<FakeConnection #{self.number}>"
