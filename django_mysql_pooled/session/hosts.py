@@ -60,8 +60,9 @@ def check_role(
 
     :param where: ``"host:port"``, for the message.
     :param require_ready: run a query even without *require_primary* (several
-        hosts: a Galera node that is not ready accepts the connection and
-        refuses every query with 1047, so a connect alone proves nothing).
+        hosts: a Galera node that is not ready, or rejects queries, accepts the
+        connection and refuses statements with 1047, so a connect alone proves
+        nothing).
     :raises HostRejected: ``(1290, ...)`` for ``@@global.read_only = 1``
         with *require_primary*; ``(1047, ...)`` for ``wsrep_local_state`` not
         4 with *require_synced* (a server without Galera has no such status:
@@ -84,7 +85,11 @@ def check_role(
 
 
 def _check_read_only(cursor: Any, where: str, *, require_primary: bool) -> None:
-    cursor.execute("SELECT @@global.read_only")  # 1047 from a Galera node that is not ready
+    # DO 1 first: a Galera node that rejects queries (wsrep_reject_queries, or not in the Primary
+    # component) still answers SELECT @@..., SHOW, SET and COM_PING, but refuses DO with 1047
+    # (measured on galera-4 26.4 / MariaDB 10.11, tests/clusters/test_fixtures.py).
+    cursor.execute("DO 1; SELECT @@global.read_only")
+    cursor.nextset()
     (read_only,) = cursor.fetchone()
     if require_primary and int(read_only):
         raise HostRejected(

@@ -1,9 +1,7 @@
-"""Review of the multi-host core: reproductions of its open findings, on fake servers (strict xfails).
+"""Review of the multi-host core: the last finding fixed (HOST-19b), on fake servers.
 
-Each test states what the pool should do and fails today; the reason names
-the finding (HOST-n, as in the review report). When a fix lands the test
-passes, ``strict`` turns that into a failure, and the marker goes (fixed
-findings live on as plain tests in ``test_hosts*.py``).
+It failed on the code before the fix (a strict xfail then); the other fixed
+findings live on as plain tests in ``test_hosts*.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +13,8 @@ import pytest
 from tests.pool.fake_hosts import A, B, C, FakeHosts, HostDown, host_of, states
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOST-19b: the last host up going down still has its idle connections closed at once: a suspected "
-    "host whose probe meets 1040 (the server full, as under the load that made a query time out) loses every "
-    "idle connection that works, and each checkout after dials the full server",
-)
+# HOST-19b: the last host up going down had its idle connections closed at once: a suspected
+# host whose probe meets 1040 (the server full) lost every idle connection that works.
 def test_with_no_other_host_up_a_failed_probe_keeps_the_idle_connections(hosted: Any, servers: FakeHosts) -> None:
     pool = hosted(max_size=4)
     servers.down.update({A, B, C})
