@@ -1,0 +1,180 @@
+"""The cluster fixtures themselves: replication, a node's crash and return, desync, rejected queries, promotion.
+
+What the failover scenarios rely on, shown on the real servers: a write on
+one Galera node is read on another; a killed node leaves the cluster and
+rejoins by IST; ``wsrep_desync`` and ``wsrep_reject_queries`` change what a
+node reports and answers; a replica follows its primary, and after a
+promotion the old primary comes back read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import MySQLdb
+import pytest
+
+from tests.clusters.conftest import app_connect
+from tests.clusters.servers import GaleraCluster, ReplicationPair
+from tests.faults.mariadb import DATABASE
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+WSREP_NOT_READY = 1047  # ER_UNKNOWN_COM_ERROR: "WSREP has not yet prepared node for application use"
+READ_ONLY = 1290  # ER_OPTION_PREVENTS_STATEMENT
+
+
+def _execute(conn: MySQLdb.Connection, sql: str, args: tuple[object, ...] | None = None) -> list[tuple[object, ...]]:
+    cursor = conn.cursor()
+    cursor.execute(sql, args)
+    return list(cursor.fetchall())
+
+
+def _table(conn: MySQLdb.Connection, name: str) -> None:
+    _execute(conn, f"DROP TABLE IF EXISTS {name}")
+    _execute(conn, f"CREATE TABLE {name} (id INT PRIMARY KEY, node VARCHAR(10)) ENGINE=InnoDB")
+
+
+# -- Galera ------------------------------------------------------------------------------
+
+
+def test_a_write_on_node_1_is_read_on_node_3(galera_cluster: GaleraCluster, figures: Callable[..., None]) -> None:
+    node1, _, node3 = galera_cluster.nodes
+    writer = app_connect(node1)
+    _table(writer, "fixture_rows")
+    _execute(writer, "INSERT INTO fixture_rows VALUES (1, 'node1')")
+    writer.close()
+    reader = app_connect(node3)
+    _execute(reader, "SET SESSION wsrep_sync_wait = 1")  # read-your-writes across nodes
+    assert _execute(reader, "SELECT id, node FROM fixture_rows") == [(1, "node1")]
+    reader.close()
+    figures(cluster_start_s=galera_cluster.started_in, size=len(galera_cluster.nodes))
+
+
+@pytest.mark.parametrize("index", [1, 0], ids=["node2", "node1-the-bootstrap-node"])
+def test_a_killed_node_rejoins_by_ist(galera_cluster: GaleraCluster, figures: Callable[..., None], index: int) -> None:
+    node = galera_cluster.nodes[index]
+    other = galera_cluster.nodes[(index + 1) % 3]
+    cluster_uuid = other.status("wsrep_cluster_state_uuid")
+    killed_at = time.monotonic()
+    node.kill()
+    evicted_s = galera_cluster.wait_size(2, timeout=30.0)
+    writer = app_connect(other)
+    _table(writer, "while_down")
+    for i in range(50):
+        _execute(writer, "INSERT INTO while_down VALUES (%s, %s)", (i, other.name))
+    writer.close()
+    rejoin_s = galera_cluster.start_node(node, timeout=90.0)
+    galera_cluster.wait_size(3, timeout=30.0)
+    transfer = galera_cluster.state_transfer(node)
+    figures(evicted_s=evicted_s, rejoin_s=rejoin_s, transfer=transfer, down_s=time.monotonic() - killed_at)
+    assert node.status("wsrep_local_state_comment") == "Synced"
+    assert node.status("wsrep_cluster_state_uuid") == cluster_uuid, "the restarted node bootstrapped a new cluster"
+    assert transfer == "IST", node.log_since_start()[-3000:]
+    reader = app_connect(node)
+    assert _execute(reader, "SELECT COUNT(*) FROM while_down") == [(50,)]
+    reader.close()
+
+
+def test_a_node_stopped_cleanly_leaves_at_once_and_rejoins_by_ist(
+    galera_cluster: GaleraCluster, figures: Callable[..., None]
+) -> None:
+    node3 = galera_cluster.nodes[2]
+    node3.stop()
+    left_s = galera_cluster.wait_size(2, timeout=10.0)
+    rejoin_s = galera_cluster.start_node(node3, timeout=90.0)
+    figures(left_s=left_s, rejoin_s=rejoin_s, transfer=galera_cluster.state_transfer(node3))
+    assert galera_cluster.state_transfer(node3) == "IST"
+
+
+def test_a_desynced_node_is_not_synced_but_still_answers(galera_cluster: GaleraCluster) -> None:
+    node2 = galera_cluster.nodes[1]
+    galera_cluster.desync(node2, True)
+    assert node2.status("wsrep_local_state_comment") != "Synced"
+    assert node2.status("wsrep_desync_count") == "1"
+    conn = app_connect(node2)
+    assert _execute(conn, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (DATABASE,))
+    conn.close()
+    galera_cluster.desync(node2, False)
+    galera_cluster.wait_synced(node2, timeout=30.0)
+
+
+def test_rejected_queries_fail_with_1047_but_select_1_and_ping_pass(galera_cluster: GaleraCluster) -> None:
+    """``wsrep_reject_queries=ALL``: statements that read a table fail; ``SELECT 1``, ``SET``, ``SHOW``
+    and ``COM_PING`` still succeed, so neither a ping nor ``SELECT 1`` can tell such a node apart."""
+    node1, node2, _ = galera_cluster.nodes
+    setup = app_connect(node1)
+    _table(setup, "rejected")
+    setup.close()
+    conn = app_connect(node2)
+    galera_cluster.reject_queries(node2, "ALL")
+    with pytest.raises(MySQLdb.OperationalError) as caught:
+        _execute(conn, "SELECT COUNT(*) FROM rejected")
+    assert caught.value.args[0] == WSREP_NOT_READY, caught.value
+    assert "WSREP has not yet prepared node" in caught.value.args[1]
+    assert _execute(conn, "SELECT 1") == [(1,)]
+    conn.ping()
+    assert node2.status("wsrep_ready") == "ON"  # the node itself still says it is ready
+    fresh = app_connect(node2)  # new connections are accepted
+    with pytest.raises(MySQLdb.OperationalError, match="WSREP has not yet prepared node"):
+        _execute(fresh, "INSERT INTO rejected VALUES (1, 'node2')")
+    fresh.close()
+    galera_cluster.reject_queries(node2, "ALL_KILL")  # and existing connections are cut
+    with pytest.raises(MySQLdb.OperationalError) as cut:
+        _execute(conn, "SELECT 1")
+    assert cut.value.args[0] in (2006, 2013), cut.value  # server gone away / lost connection
+    conn.close()
+    galera_cluster.reject_queries(node2, "NONE")
+    again = app_connect(node2)
+    assert _execute(again, "SELECT COUNT(*) FROM rejected") == [(0,)]
+    again.close()
+
+
+# -- primary and replica -------------------------------------------------------------------
+
+
+def test_a_write_on_the_primary_reaches_the_read_only_replica(
+    replication_pair: ReplicationPair, figures: Callable[..., None]
+) -> None:
+    primary = app_connect(replication_pair.primary)
+    _table(primary, "replicated")
+    _execute(primary, "INSERT INTO replicated VALUES (1, 'server1')")
+    primary.close()
+    lag_s = replication_pair.wait_replicated()
+    replica = app_connect(replication_pair.replica)
+    assert _execute(replica, "SELECT id, node FROM replicated") == [(1, "server1")]
+    with pytest.raises(MySQLdb.OperationalError) as caught:
+        _execute(replica, "INSERT INTO replicated VALUES (2, 'server2')")
+    assert caught.value.args[0] == READ_ONLY, caught.value
+    replica.close()
+    figures(pair_start_s=replication_pair.started_in, lag_s=lag_s)
+
+
+def test_the_promoted_replica_takes_writes_and_the_old_primary_returns_read_only(
+    replication_pair: ReplicationPair, figures: Callable[..., None]
+) -> None:
+    server1, server2 = replication_pair.servers
+    setup = app_connect(server1)
+    _table(setup, "promoted")
+    _execute(setup, "INSERT INTO promoted VALUES (1, 'server1')")
+    setup.close()
+    replication_pair.wait_replicated()
+    replication_pair.kill_primary()
+    began = time.monotonic()
+    replication_pair.promote_replica()
+    promoted_s = time.monotonic() - began
+    assert replication_pair.primary is server2
+    writer = app_connect(server2)
+    _execute(writer, "INSERT INTO promoted VALUES (2, 'server2')")
+    writer.close()
+    replication_pair.restart_old_primary_read_only()
+    assert server1.query("SELECT @@read_only") == [(1,)]
+    replication_pair.wait_replicated()
+    old = app_connect(server1)
+    assert _execute(old, "SELECT id FROM promoted ORDER BY id") == [(1,), (2,)]
+    with pytest.raises(MySQLdb.OperationalError) as caught:
+        _execute(old, "INSERT INTO promoted VALUES (3, 'server1')")
+    assert caught.value.args[0] == READ_ONLY, caught.value
+    old.close()
+    figures(promote_s=promoted_s)
