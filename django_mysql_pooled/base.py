@@ -13,10 +13,13 @@ import logging
 from typing import Any
 
 import MySQLdb
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 
 from django_mysql_pooled import identity
+from django_mysql_pooled.addresses import parse_hosts, split_label
 from django_mysql_pooled.cancel.killers import killer_keeper
 from django_mysql_pooled.config import parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
@@ -126,9 +129,26 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         return params
 
     def _driver_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = super().get_connection_params()  # validates OPTIONS
-        _raw, driver = split_options(params)
-        return driver
+        settings = self.settings_dict
+        raw, _driver = split_options(settings["OPTIONS"])
+        hosts = parse_hosts(self.alias, settings, raw.get("hosts") if isinstance(raw, dict) else None)
+        if not hosts:
+            params: dict[str, Any] = super().get_connection_params()  # validates OPTIONS
+            return split_options(params)[1]
+        if parse_pool_config(self.alias, settings) is None:
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}] lists several hosts ({', '.join(hosts)}) without OPTIONS['pool']: "
+                "failover between hosts is the pool's; set OPTIONS['pool'] = True (or give one HOST)."
+            )
+        # Django's own parameters for the first host (its PORT must be one number); the pool
+        # connects to each host with these, host and port replaced (session/factory.py).
+        host, port = split_label(hosts[0])
+        self.settings_dict = {**settings, "HOST": host, "PORT": str(port)}
+        try:
+            params = super().get_connection_params()
+        finally:
+            self.settings_dict = settings
+        return split_options(params)[1]
 
     # -- checkout / checkin -------------------------------------------------
 
@@ -203,6 +223,21 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def setup_failed(self) -> None:
         """The pending session settings failed: close the connection at checkin."""
         self._setup_broken = True
+
+    def statement_failed(self, exc: BaseException) -> None:
+        """A statement failed: with several hosts, an error that takes its host out (a Galera node
+        not ready, 1290 on a primary turned read-only...) marks the host down, and the connection
+        is closed at checkin (``pool/hosted.py``)."""
+        pool = self._pool_of_connection
+        if pool is not None and self.connection is not None and pool.connection_failed(self.connection, exc):
+            self._setup_broken = True
+
+    def _commit(self) -> None:
+        try:
+            super()._commit()  # type: ignore[misc]
+        except DatabaseError as exc:  # e.g. 1047 from a Galera node that left the cluster
+            self.statement_failed(exc.__cause__ or exc)
+            raise
 
     def flush_pending_setup(self, cursor: Any, *then: str) -> None:
         """Send the pending session settings, then *then*, in one round trip on the raw *cursor*.

@@ -17,6 +17,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from django_mysql_pooled.addresses import as_policy, parse_hosts
+
 __all__ = ["POOL_URL_PREFIX", "PSYCOPG_POOL_ONLY", "Credentials", "PoolConfig", "parse_pool_config", "split_options"]
 
 #: ``OPTIONS["pool"]["credentials"]``: returns ``{"user": ..., "password": ...}``.
@@ -52,13 +54,21 @@ class PoolConfig:
     #: Called for every new connection and ``change_user``: ``{"user": ..., "password": ...}``.
     #: Never in a repr (a ``functools.partial`` shows its arguments), a snapshot or a message.
     credentials: Credentials | None = dataclasses.field(default=None, repr=False)
+    #: Several servers (``"host:port"``, in order) from ``HOST`` or ``hosts`` (addresses.py); ``()``: one.
+    hosts: tuple[str, ...] = ()
+    #: With several hosts: ``"failover"`` or ``"balance"`` (pool/hosts.py).
+    policy: str = "failover"
+    #: Skip a server with ``@@read_only=1``; a statement refused with 1290 closes its connection.
+    require_primary: bool = False
+    #: Galera: skip a node whose ``wsrep_local_state`` is not 4 (Synced) when connecting.
+    require_synced: bool = False
+    #: Seconds a failed host stays down (doubling per failure up to ``host_backoff_max``).
+    host_backoff: float = 1.0
+    host_backoff_max: float = 30.0
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the options as a plain ``dict`` (for snapshots and docs).
-
-        ``credentials`` is only ``True`` or ``False``: whether a provider is
-        set, never the provider (its repr may carry arguments) or a result.
-        """
+        """The options as a plain ``dict`` (snapshots, docs); ``credentials`` only says whether a
+        provider is set, never the provider (its repr may carry arguments) or a result."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["credentials"] = self.credentials is not None
         return values
@@ -66,7 +76,7 @@ class PoolConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PoolConfig)}
 _INTS = {"min_size", "max_size", "max_waiting", "num_workers"}
-_FLOATS = {"timeout", "max_lifetime", "max_idle", "validation_window"}
+_BOOLS = {"require_primary", "require_synced"}
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 #: psycopg_pool ``ConnectionPool`` parameters (what Django's PostgreSQL pool
@@ -187,6 +197,10 @@ def _coerce(alias: str, key: str, value: object) -> object:
         return seconds
     if key in _INTS:
         return int(_as_number(alias, key, value, integer=True))
+    if key in _BOOLS:
+        return _as_bool(alias, key, value)
+    if key == "policy":
+        return as_policy(alias, value)
     return float(_as_number(alias, key, value, integer=False))
 
 
@@ -237,7 +251,8 @@ def parse_pool_config(alias: str, settings_dict: Mapping[str, Any]) -> PoolConfi
             f"DATABASES[{alias!r}]['OPTIONS']['pool'] has unknown key {unknown[0]!r}; "
             f"allowed keys: {', '.join(sorted(_FIELDS))}."
         )
-    values = {key: _coerce(alias, key, value) for key, value in raw.items()}
+    values = {key: _coerce(alias, key, value) for key, value in raw.items() if key != "hosts"}
+    values["hosts"] = parse_hosts(alias, settings_dict, raw.get("hosts"))
     config = PoolConfig(**values)  # type: ignore[arg-type]
     _check_sizes(alias, config, raw)
     conn_max_age = settings_dict.get("CONN_MAX_AGE", 0)

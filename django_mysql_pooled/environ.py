@@ -8,7 +8,9 @@
 yields ``ENGINE: "django_mysql_pooled"`` and ``OPTIONS`` holding
 ``pool: "true"`` and ``pool_max_size: 20``; the backend folds every
 ``pool_<key>`` entry into ``OPTIONS["pool"]`` and coerces the strings. Any
-``pool_<key>`` alone turns the pool on.
+``pool_<key>`` alone turns the pool on. Several hosts:
+``mysql-pooled://app:secret@db1:3306,db2:3306/app?pool=true`` (give every
+host its port, or none: a single port applies to every host, libpq's rule).
 """
 
 from __future__ import annotations
@@ -22,8 +24,18 @@ ENGINE = "django_mysql_pooled"
 
 
 def register_scheme(env_class: type[environ.Env] = environ.Env) -> None:
-    """Map ``mysql-pooled://`` to this backend in *env_class* (idempotent)."""
+    """Map ``mysql-pooled://`` to this backend in *env_class* (idempotent).
+
+    The scheme also joins django-environ's ``POSTGRES_FAMILY``: the schemes
+    whose URL may list several hosts (``u:p@db1:3306,db2:3306/app``), which
+    django-environ parses into ``HOST: "db1,db2"`` and ``PORT: "3306,3306"``
+    (see :mod:`django_mysql_pooled.addresses`). Its other PostgreSQL rule,
+    a path starting with ``/`` taken as a socket directory, needs a URL with
+    an empty database name followed by a path, which a MySQL URL never has.
+    """
     env_class.DB_SCHEMES[SCHEME] = ENGINE
+    if SCHEME not in env_class.POSTGRES_FAMILY:
+        env_class.POSTGRES_FAMILY.append(SCHEME)
 
 
 register_scheme()

@@ -25,12 +25,23 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["MARKER", "identity_of", "is_pending", "mark_pending", "probe_sql", "read", "remember"]
+__all__ = [
+    "MARKER",
+    "address_of",
+    "identity_of",
+    "is_pending",
+    "mark_pending",
+    "probe_sql",
+    "read",
+    "remember",
+    "remember_address",
+]
 
 #: The first column of the probe's row, so that a setup batch can tell its row apart.
 MARKER: Final = "dmp-server-identity"
 _ATTR = "_dmp_server_identity"
 _PENDING = "_dmp_server_identity_pending"
+_ADDRESS = "_dmp_address"
 
 
 def probe_sql(server_info: str) -> str:
@@ -80,3 +91,15 @@ def read(conn: Any) -> str:
     finally:
         cursor.close()
     return identity_of(conn) or ""
+
+
+def remember_address(conn: Any, host: str, port: int) -> None:
+    """Record the host and port *conn* was opened to, in a pool with several hosts (its
+    ``KILL QUERY`` must go to the same server)."""
+    setattr(conn, _ADDRESS, (host, port))
+
+
+def address_of(conn: Any) -> tuple[str, int] | None:
+    """The ``(host, port)`` recorded by :func:`remember_address`; ``None``: the alias's one server."""
+    address: tuple[str, int] | None = getattr(conn, _ADDRESS, None)
+    return address

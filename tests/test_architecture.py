@@ -29,7 +29,7 @@ MAX_MODULE_LINES = 310
 MAX_FUNCTION_LINES = 40
 CONCERNS = ("session", "cancel", "monitoring")
 #: Modules at the root that the concerns share: settings, and facts about a connection's server.
-FOUNDATION = ("config", "environ", "identity")
+FOUNDATION = ("addresses", "config", "environ", "identity")
 
 
 def _modules() -> dict[str, Path]:

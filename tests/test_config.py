@@ -58,7 +58,7 @@ def test_leak_timeout_none(value: Any) -> None:
 @pytest.mark.parametrize(
     ("pool", "message"),
     [
-        ({"max_sise": 3}, "unknown key 'max_sise'; allowed keys: credentials, leak_timeout, max_idle"),
+        ({"max_sise": 3}, "unknown key 'max_sise'; allowed keys: credentials, host_backoff, host_backoff_max, hosts"),
         ({"max_size": "ten"}, "['max_size'] = 'ten' is invalid: it must be an integer >= 1"),
         ({"max_size": 2.5}, "['max_size'] = 2.5 is invalid: it must be an integer >= 1"),
         ({"max_size": True}, "['max_size'] = True is invalid"),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django_mysql_pooled.pool import returns, stats, tasks
+from django_mysql_pooled.pool.hosted import PROBE_INTERVAL, probe_round
 from django_mysql_pooled.pool.state import CLOSED, C, Entry
 from django_mysql_pooled.pool.validation import ValidatedPoolState
 
@@ -88,6 +89,8 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         )
         if self._num_workers:
             self._return_workers = returns.start_workers(self, self._return_queue, self._num_workers)
+        if self._hosts is not None:  # several hosts: probe the down ones (hosted.py)
+            tasks.start(self, probe_round, purpose="probe", stop=self._stop, interval=PROBE_INTERVAL, first=False)
         if self._interrupt is not None:
             # Not the maintenance thread, which may itself be blocked opening a connection.
             tasks.start(

@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 from django_mysql_pooled.pool import stats
 from django_mysql_pooled.pool.errors import ErrorClasses
+from django_mysql_pooled.pool.hosted import HostError
+from django_mysql_pooled.pool.hosts import HostSet
 from django_mysql_pooled.pool.maintenance import MaintainedPoolState
 from django_mysql_pooled.pool.state import CLOSED, LIFETIME_JITTER, PENDING, SLOT, C, Entry, Waiter
 from django_mysql_pooled.pool.validation import MIN_RESET_TIME, Outcome
@@ -64,6 +66,9 @@ class ConnectionPool(MaintainedPoolState[C]):
     :param num_workers: with ``reset_on="checkin"``: threads that reset
         returned connections, so that :meth:`putconn` returns at once
         (psycopg_pool's name); ``0``: the returning thread resets.
+    :param hosts: several servers (``hosted.py``): ``connect_host(label,
+        timeout)`` opens a connection to one; ``host_error(exc)`` says
+        whether an error makes its host unusable (a reason, or ``None``).
     :raises ValueError: inconsistent sizes or an unknown *reset_on*.
     """
 
@@ -96,6 +101,9 @@ class ConnectionPool(MaintainedPoolState[C]):
         interrupt: Callable[[C], None] | None = None,
         guard_interval: float = 0.1,
         num_workers: int = 0,
+        hosts: HostSet | None = None,
+        connect_host: Callable[[str, float], C] | None = None,
+        host_error: HostError | None = None,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
@@ -123,6 +131,9 @@ class ConnectionPool(MaintainedPoolState[C]):
             num_workers=num_workers,
             shared=shared,
             detach=detach,
+            hosts=hosts,
+            connect_host=connect_host,
+            host_error=host_error,
         )
         self.max_waiting = max_waiting
 
@@ -252,21 +263,6 @@ class ConnectionPool(MaintainedPoolState[C]):
         if result is CLOSED:
             raise self.errors.closed(f"the connection pool for database {self.name!r} was closed while waiting")
         return None if result is SLOT else result
-
-    def _abandon(self, waiter: Waiter) -> None:
-        """Pass on what an interrupted waiter was (or was about to be) served."""
-        with self._lock:
-            result = waiter.result
-            self._stats[stats.REQUESTS_WAIT_MS] += (self._clock() - waiter.since) * 1000
-            if result is PENDING:
-                self._waiters.remove(waiter)
-            elif result is SLOT:
-                self._opening -= 1
-                self._release_slot_locked()
-            elif result is CLOSED or self._keep_locked(result, self._clock()):
-                return
-        if isinstance(result, Entry):
-            self._discard(result, stats.CLOSES_LIFETIME)
 
     # -- checkin ----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from django_mysql_pooled.pool import stats
+from django_mysql_pooled.pool.hosts import UP, Host
 
 __all__ = ["CLOSED", "LIFETIME_JITTER", "PENDING", "SLOT", "Entry", "PoolState", "Waiter"]
 
@@ -46,10 +47,12 @@ class Entry(Generic[C]):
         "created_at",
         "expires_at",
         "fresh",
+        "host",
         "interrupted",
         "leak_reported",
         "owner",
         "reset_deadline",
+        "retired",
         "stack",
         "thread",
         "used_at",
@@ -69,6 +72,8 @@ class Entry(Generic[C]):
         self.interrupted = False  # the guard cut the reset off at that deadline
         self.owner: weakref.ref[Any] | None = None  # what checked it out (a Django wrapper)
         self.thread: threading.Thread | None = None  # the thread that checked it out
+        self.host: Host | None = None  # its server, in a pool with several hosts
+        self.retired = False  # closed at checkin: its host is down, or an earlier one is up again (hosts.py)
 
 
 class Waiter:
@@ -133,7 +138,7 @@ class PoolState(Generic[C]):
         """Open a connection in the calling thread using an already reserved slot."""
         started = self._clock()
         try:
-            conn = self._connect(max(deadline - started, 0.0))
+            conn, host = self._dial(deadline)
         except BaseException:
             with self._lock:
                 self._stats[stats.CONNECTIONS_ERRORS] += 1
@@ -148,11 +153,23 @@ class PoolState(Generic[C]):
             self._opening -= 1
             self._grow_locked()
         lifetime = self.max_lifetime * (1.0 - random.random() * LIFETIME_JITTER)  # noqa: S311
-        return Entry(conn, now, lifetime)
+        entry = Entry(conn, now, lifetime)
+        entry.host = host
+        return entry
+
+    def _dial(self, deadline: float) -> tuple[C, Host | None]:
+        """Open a server connection by *deadline* (clock seconds); ``(connection, its host)``.
+
+        One server here; several in ``hosted.py`` (which counts the connection in ``host.open``).
+        """
+        return self._connect(max(deadline - self._clock(), 0.0)), None
 
     def _keep_locked(self, entry: Entry[C], now: float) -> bool:
         """Hand *entry* to the first waiter or make it idle, unless expired or closed."""
         if self._closed or now >= entry.expires_at:
+            return False
+        if entry.host is not None and self._retire_locked(entry.host):
+            entry.retired = True
             return False
         entry.used_at = now
         if self._waiters:
@@ -161,14 +178,37 @@ class PoolState(Generic[C]):
             self._idle.append(entry)
         return True
 
+    def _abandon(self, waiter: Waiter) -> None:
+        """Pass on what an interrupted waiter was (or was about to be) served."""
+        with self._lock:
+            result = waiter.result
+            self._stats[stats.REQUESTS_WAIT_MS] += (self._clock() - waiter.since) * 1000
+            if result is PENDING:
+                self._waiters.remove(waiter)
+            elif result is SLOT:
+                self._opening -= 1
+                self._release_slot_locked()
+            elif result is CLOSED or self._keep_locked(result, self._clock()):
+                return
+        if isinstance(result, Entry):
+            self._discard(result, stats.CLOSES_LIFETIME)
+
     def _discard(self, entry: Entry[C], reason: str | None, *, keep_slot: bool = False) -> None:
         """Close *entry*, count *reason* (unless the pool is closed) and free its slot."""
         self._safe_close(entry.conn)
         with self._lock:
+            if entry.host is not None:
+                entry.host.open -= 1
+                if entry.retired and reason == stats.CLOSES_LIFETIME:
+                    reason = stats.CLOSES_FAILBACK if entry.host.state == UP else stats.CLOSES_HOST_DOWN
             if reason is not None and not self._closed:
-                self._stats[reason] += 1
+                self._stats[reason] = self._stats.get(reason, 0) + 1
             if not keep_slot:
                 self._release_slot_locked()
+
+    def _retire_locked(self, host: Host) -> bool:
+        """Whether a connection to *host* is closed instead of kept (several hosts: ``hosted.py``)."""
+        return False
 
     def _release_slot_locked(self) -> None:
         """Give a freed slot to the first waiter to open a connection with, or drop it.

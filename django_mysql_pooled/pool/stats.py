@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Final, Literal
 
-__all__ = ["BY_NAME", "COUNTERS", "GAUGES", "RESET_KEYS", "STATS", "Stat", "reset_key"]
+__all__ = ["BY_NAME", "COUNTERS", "GAUGES", "HOST_STATS", "RESET_KEYS", "STATS", "Stat", "reset_key"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +81,14 @@ KILLS_LATE: Final = "kills_late"
 KILLS_DENIED: Final = "kills_denied"
 KILLS_WRONG_SERVER: Final = "kills_wrong_server"
 KILLS_FAILED: Final = "kills_failed"
+# -- several hosts (hosts.py) -----------------------------------------------------------
+FAILOVERS: Final = "failovers"
+CLOSES_FAILBACK: Final = "closes_failback"
+CLOSES_HOST_DOWN: Final = "closes_host_down"
+# -- per host only (get_host_stats()) ----------------------------------------------------
+HOST_UP: Final = "host_up"
+HOST_RETRY_IN_MS: Final = "host_retry_in_ms"
+HOST_MARKED_DOWN: Final = "host_marked_down"
 
 #: Every statistic, in the order of the docs' reference.
 STATS: Final[tuple[Stat, ...]] = (
@@ -148,6 +156,40 @@ STATS: Final[tuple[Stat, ...]] = (
         late=True,
     ),
     Stat(KILLS_FAILED, "counter", "queries", "KILL QUERY not sent: the server could not be reached.", late=True),
+    Stat(
+        FAILOVERS,
+        "counter",
+        "connections",
+        "New connections opened on another host after a connect to a host failed (several hosts).",
+        late=True,
+    ),
+    Stat(
+        CLOSES_FAILBACK,
+        "counter",
+        "connections",
+        "Connections to a later host closed at checkin because an earlier one is up again (failover).",
+        late=True,
+    ),
+    Stat(
+        CLOSES_HOST_DOWN,
+        "counter",
+        "connections",
+        "Connections closed because their host was marked down: idle ones at once, others at checkin.",
+        late=True,
+    ),
+)
+
+#: The statistics of each host of a pool with several hosts (``get_host_stats()``): the
+#: sizes mean the same as the pool's, counted for the host.
+HOST_STATS: Final[tuple[Stat, ...]] = (
+    Stat(HOST_UP, "gauge", "hosts", "1 while the host is up, 0 while it is down or being probed."),
+    Stat(HOST_RETRY_IN_MS, "gauge", "milliseconds", "How long until a down host is probed (0 otherwise)."),
+    Stat(POOL_SIZE, "gauge", "connections", "Open connections to the host."),
+    Stat(POOL_AVAILABLE, "gauge", "connections", "Idle connections to the host."),
+    Stat(CONNECTIONS_IN_USE, "gauge", "connections", "Connections to the host checked out now."),
+    Stat(CONNECTIONS_ERRORS, "counter", "connections", "Attempts to open a connection to the host that failed."),
+    Stat(HOST_MARKED_DOWN, "counter", "times", "Times the host went from up to down."),
+    Stat(FAILOVERS, "counter", "connections", "New connections that moved on from this host to another."),
 )
 
 #: The statistics by name.

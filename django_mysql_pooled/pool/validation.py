@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django_mysql_pooled.pool import stats
-from django_mysql_pooled.pool.state import C, Entry, PoolState
+from django_mysql_pooled.pool.hosted import HostedPoolState
+from django_mysql_pooled.pool.state import C, Entry
 
 __all__ = ["MIN_RESET_TIME", "Outcome", "ValidatedPoolState"]
 
@@ -43,7 +44,7 @@ class Outcome(enum.Enum):
     CUT_OFF = enum.auto()
 
 
-class ValidatedPoolState(PoolState[C]):
+class ValidatedPoolState(HostedPoolState[C]):
     """The pool's bookkeeping plus validation at checkout and guarded resets."""
 
     def __init__(
@@ -134,6 +135,7 @@ class ValidatedPoolState(PoolState[C]):
             self._resetting.pop(id(entry), None)
             self._count_lost_locked(kind)
         interrupted = not isinstance(exc, Exception)
+        self._entry_failed(entry, exc)  # several hosts: may mark its host down
         self._discard(entry, stats.CLOSES_BROKEN, keep_slot=keep_slot and not (interrupted or entry.interrupted))
         if interrupted:
             raise exc

@@ -49,6 +49,8 @@ class PendingSetup(Protocol):
 
     def flush_pending_setup(self, cursor: Any, *then: str) -> None: ...
 
+    def statement_failed(self, exc: BaseException) -> None: ...
+
 
 def run_batch(cursor: Any, statements: Sequence[str]) -> None:
     """Run *statements* in one round trip on a raw MySQLdb *cursor*, consuming every result
@@ -93,7 +95,11 @@ class SetupCursorWrapper(CursorWrapper):
         self._check_checkout()
         setup = self.db.take_pending_setup()
         if not setup:
-            return super().execute(query, args)
+            try:
+                return super().execute(query, args)
+            except Database.Error as exc:
+                self.db.statement_failed(exc)
+                raise
         head = "; ".join(setup) + "; "
         cursor = self.cursor
         try:
@@ -111,6 +117,10 @@ class SetupCursorWrapper(CursorWrapper):
         except Database.OperationalError as exc:
             if exc.args[0] in self.codes_for_integrityerror:
                 raise IntegrityError(*tuple(exc.args)) from exc
+            self.db.statement_failed(exc)
+            raise
+        except Database.Error as exc:
+            self.db.statement_failed(exc)
             raise
         finally:
             executed = getattr(cursor, "_executed", None)
@@ -121,7 +131,11 @@ class SetupCursorWrapper(CursorWrapper):
     def executemany(self, query: str, args: Any) -> Any:
         self._check_checkout()
         self.db.flush_pending_setup(self.cursor)
-        return super().executemany(query, args)
+        try:
+            return super().executemany(query, args)
+        except Database.Error as exc:
+            self.db.statement_failed(exc)
+            raise
 
     def callproc(self, procname: str, args: Any = ()) -> Any:
         self._check_checkout()

@@ -10,16 +10,21 @@ stalled call off (:func:`~.native.interrupt`), drop one inherited through
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import MySQLdb
 
+from django_mysql_pooled import identity
+from django_mysql_pooled.addresses import split_label
 from django_mysql_pooled.config import Credentials, PoolConfig
+from django_mysql_pooled.pool.hosts import HostSet
 from django_mysql_pooled.pool.pool import ConnectionPool
 from django_mysql_pooled.session.credentials import connect_with_credentials, with_credentials
 from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
+from django_mysql_pooled.session.hosts import check_role, host_error
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer
 from django_mysql_pooled.session.statements import remember_new_session
@@ -91,7 +96,8 @@ def build_pool(
     )
     credentials = config.credentials
     return DjangoPool(
-        lambda timeout: open_connection(alias, params, timeout, credentials=credentials),
+        lambda timeout: open_connection(alias, params, timeout, credentials=credentials, config=config),
+        **_hosting(alias, params, config),
         **_placement(config, restorer),
         shared=_shared,
         close=_close,
@@ -111,18 +117,48 @@ def build_pool(
     )
 
 
+def _hosting(alias: str, params: dict[str, Any], config: PoolConfig) -> dict[str, Any]:
+    """The pool's ``hosts``, ``connect_host`` and ``host_error`` for an alias with several hosts."""
+    if len(config.hosts) < 2:
+        return {}
+
+    def connect_host(label: str, timeout: float) -> Any:
+        host, port = split_label(label)
+        bounded = {**params, "host": host, "port": port}
+        if "connect_timeout" in params:  # never longer than this host's share of the deadline
+            bounded["connect_timeout"] = max(1, min(int(params["connect_timeout"]), math.ceil(timeout)))
+        conn = open_connection(alias, bounded, timeout, credentials=config.credentials, config=config)
+        identity.remember_address(conn, host, port)
+        return conn
+
+    return {
+        "hosts": HostSet(
+            config.hosts, policy=config.policy, backoff=config.host_backoff, backoff_max=config.host_backoff_max
+        ),
+        "connect_host": connect_host,
+        "host_error": functools.partial(host_error, require_primary=config.require_primary),
+    }
+
+
 def open_connection(
-    alias: str, params: dict[str, Any], timeout: float | None, *, credentials: Credentials | None = None
+    alias: str,
+    params: dict[str, Any],
+    timeout: float | None,
+    *,
+    credentials: Credentials | None = None,
+    config: PoolConfig | None = None,
 ) -> Any:
     """Open a new server connection for the pool (called in any thread).
 
     :param timeout: seconds left before the checkout's deadline; the
         connect timeout when ``params`` sets none (rounded up, at least 1).
     :param credentials: ``OPTIONS["pool"]["credentials"]``, asked for this login's user and password.
+    :param config: the pool's options: ``require_primary`` and ``require_synced`` are checked here.
     :raises MySQLdb.OperationalError: the driver's error, its message naming
         the alias and the server it tried (bad credentials, unknown database,
         nothing listening, not a MySQL server, too many connections).
     :raises CredentialsError: the credentials provider failed.
+    :raises HostRejected: the server is read-only or not a Synced Galera node (see ``config``).
     """
     kwargs = dict(params)
     if timeout is not None and "connect_timeout" not in kwargs:
@@ -138,6 +174,9 @@ def open_connection(
     # As the stock backend: mysqlclient's bytes encoder is a no-op placeholder.
     if conn.encoders.get(bytes) is bytes:
         conn.encoders.pop(bytes)
+    if config is not None:
+        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+        check_role(conn, where, require_primary=config.require_primary, require_synced=config.require_synced)
     remember_new_session(conn)
     return conn
 

@@ -1,0 +1,98 @@
+"""Several servers for one alias, the MySQL side: which errors take a host out, and connect-time checks.
+
+The pool core (:mod:`django_mysql_pooled.pool.hosted`) asks :func:`host_error`
+whether an error makes its host unusable. Yes for: nothing listening or the
+host unknown (2002, 2003, 2005), the server gone or the connection lost
+(2006, 2013, 2055: a node killed or partitioned; also a single connection
+killed by an administrator, which costs that host one probe), too many
+connections (1040), the server shutting down (1053), the host blocked
+(1129), a Galera node not ready (1047, "WSREP has not yet prepared node for
+application use": not ``Synced``, or ``wsrep_reject_queries`` set;
+https://mariadb.com/kb/en/galera-cluster-system-variables/#wsrep_reject_queries),
+a read-only server where ``require_primary`` is set (1290,
+``ER_OPTION_PREVENTS_STATEMENT``), and what :func:`check_role` rejects.
+Not for errors that would be the same on every host (access denied, unknown
+database, a credentials provider failing): those reach the caller at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import MySQLdb
+
+__all__ = ["HOST_DOWN_CODES", "READ_ONLY", "WSREP_NOT_READY", "HostRejected", "check_role", "host_error"]
+
+#: ER_UNKNOWN_COM_ERROR, which a Galera node that is not ready returns for every statement.
+WSREP_NOT_READY = 1047
+#: ER_OPTION_PREVENTS_STATEMENT: a write on a server with ``read_only`` (a replica, a demoted primary).
+READ_ONLY = 1290
+#: Galera's ``wsrep_local_state`` of a node that serves: 4 (Synced).
+SYNCED = "4"
+
+#: Error numbers that say the host, not the statement or the login, is the problem.
+HOST_DOWN_CODES = frozenset({1040, WSREP_NOT_READY, 1053, 1129, 2002, 2003, 2005, 2006, 2013, 2055})
+
+
+class HostRejected(MySQLdb.OperationalError):
+    """A server that answered but must not get traffic: read-only where a primary is required,
+    or a Galera node that is not ``Synced`` (``args``: the server's error number for that, a message)."""
+
+
+def host_error(exc: BaseException, *, require_primary: bool = False) -> str | None:
+    """Why *exc* makes its host unusable (a short reason for logs and stats), or ``None``."""
+    if isinstance(exc, HostRejected):
+        return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    if not isinstance(exc, MySQLdb.OperationalError | MySQLdb.InternalError | MySQLdb.InterfaceError):
+        return None
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    if code in HOST_DOWN_CODES or (code == READ_ONLY and require_primary):
+        message = exc.args[1] if len(exc.args) > 1 else ""
+        return f"({code}) {message}"[:200]
+    return None
+
+
+def check_role(conn: Any, where: str, *, require_primary: bool, require_synced: bool) -> None:
+    """On a connection just opened: refuse a read-only server or a Galera node that is not Synced
+    (one round trip per check asked for, none otherwise; the connection is closed when refused).
+
+    :param where: ``"host:port"``, for the message.
+    :raises HostRejected: ``(1290, ...)`` for ``@@global.read_only = 1``
+        with *require_primary*; ``(1047, ...)`` for ``wsrep_local_state`` not
+        4 with *require_synced* (a server without Galera has no such status:
+        it passes).
+    :raises MySQLdb.Error: the check's query failed.
+    """
+    if not (require_primary or require_synced):
+        return
+    cursor = conn.cursor()
+    try:
+        if require_primary:
+            cursor.execute("SELECT @@global.read_only")
+            (read_only,) = cursor.fetchone()
+            if int(read_only):
+                raise HostRejected(
+                    READ_ONLY,
+                    f"{where} is read-only (@@read_only=1: a replica or a demoted primary) and "
+                    "OPTIONS['pool']['require_primary'] is set",
+                )
+        if require_synced:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state'")
+            row = cursor.fetchone()
+            if row is not None and _text(row[1]) != SYNCED:
+                cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")
+                comment = _text((cursor.fetchone() or ("", "?"))[1])
+                raise HostRejected(
+                    WSREP_NOT_READY,
+                    f"{where} is a Galera node in state {_text(row[1])} ({comment}), not 4 (Synced), and "
+                    "OPTIONS['pool']['require_synced'] is set",
+                )
+    except BaseException:
+        cursor.close()
+        conn.close()
+        raise
+    cursor.close()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
