@@ -12,25 +12,38 @@
 * ``replication`` (session) and ``replication_pair``: the same for a
   :class:`~tests.clusters.replication.ReplicationPair` (``server1`` primary,
   ``server2`` its read-only replica; rebuilt after a test that changed roles).
+* ``galera_target`` and ``replication_target``: build
+  :class:`~tests.faults.conftest.PoolTarget` aliases whose ``HOST`` lists
+  the servers (in order, or as given); each pool is closed before the
+  cluster is restored.
 * ``figures``: the fault tests' fixture (what each scenario measured, printed
   and repeated in the terminal summary).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import MySQLdb
 import pytest
+from django.db import connections
 
 from tests.clusters.servers import GaleraCluster, ReplicationPair, galera_missing
 from tests.faults import conftest as faults_conftest
-from tests.faults.conftest import figures
+from tests.faults.conftest import PoolTarget, figures
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, Unavailable, find_programs
 
-__all__ = ["app_connect", "figures"]
+__all__ = ["TargetFactory", "app_connect", "figures"]
+
+#: ``make(pool_options, hosts=None, **driver_options)``: a new alias over the cluster's servers.
+TargetFactory = Callable[..., PoolTarget]
+
+_aliases = itertools.count()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -97,3 +110,46 @@ def replication_pair(replication: ReplicationPair) -> Iterator[ReplicationPair]:
     replication.restore()
     yield replication
     replication.restore()
+
+
+@pytest.fixture
+def galera_target(galera_cluster: GaleraCluster, django_db_blocker: Any) -> Iterator[TargetFactory]:
+    """``galera_target(pool_options, hosts=None, **driver_options)``: an alias over the nodes (all, in order)."""
+    with _targets(galera_cluster.hosts, django_db_blocker) as make:
+        yield make
+
+
+@pytest.fixture
+def replication_target(replication_pair: ReplicationPair, django_db_blocker: Any) -> Iterator[TargetFactory]:
+    """``replication_target(pool_options, hosts=None, **driver_options)``: an alias over the pair
+    (``server1,server2`` unless *hosts* says otherwise)."""
+    with _targets(replication_pair.hosts, django_db_blocker) as make:
+        yield make
+
+
+@contextlib.contextmanager
+def _targets(default_hosts: str, django_db_blocker: Any) -> Iterator[TargetFactory]:
+    made: list[PoolTarget] = []
+
+    def make(pool: dict[str, Any], hosts: str | None = None, **options: Any) -> PoolTarget:
+        settings = copy.deepcopy(connections["default"].settings_dict)
+        kept = {k: v for k, v in (settings.get("OPTIONS") or {}).items() if k != "pool" and not k.startswith("pool_")}
+        settings.update(
+            NAME=DATABASE,
+            USER=USER,
+            PASSWORD=PASSWORD,
+            HOST=hosts or default_hosts,
+            PORT="",
+            CONN_MAX_AGE=0,
+            OPTIONS={**kept, **options, "pool": pool},
+        )
+        target = PoolTarget(f"clusters{next(_aliases)}", settings)
+        made.append(target)
+        return target
+
+    with django_db_blocker.unblock():
+        try:
+            yield make
+        finally:
+            for target in made:
+                target.close()

@@ -12,6 +12,7 @@ catches up by incremental state transfer (IST) from the donor's gcache.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -64,6 +65,8 @@ tmpdir = {basedir}
 
 [sst]
 sst-log-archive-dir = {basedir}/sst-log-archive
+# socat options: the joiner listens on loopback only (and the donor connects from it)
+sockopt = bind=127.0.0.1
 """
 
 
@@ -177,6 +180,19 @@ class GaleraCluster:
         self.wait_synced(node, timeout)
         return time.monotonic() - began
 
+    def rejoin(self, node: GaleraNode, timeout: float = 90.0) -> float:
+        """:meth:`start_node`; if *node* cannot rejoin as it is (a state transfer failed), empty its data
+        directory and join it again by a full state transfer. Returns the seconds it took."""
+        began = time.monotonic()
+        try:
+            self.start_node(node, timeout)
+        except Unavailable:
+            node.stop()
+            shutil.rmtree(node.datadir, ignore_errors=True)
+            node.datadir.mkdir()
+            self.start_node(node, timeout)
+        return time.monotonic() - began
+
     def stop(self) -> None:
         """Stop every node, the last one to join first (idempotent; also run at exit)."""
         for node in reversed(self.nodes):
@@ -260,7 +276,7 @@ class GaleraCluster:
             self.bootstrap(self.nodes[0], timeout)
         for node in self.nodes:
             if not node.running:
-                self.start_node(node, timeout)
+                self.rejoin(node, timeout)
         self.wait_size(len(self.nodes), timeout)
         for node in self.nodes:
             if node.variable("wsrep_desync") == "ON":

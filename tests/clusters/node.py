@@ -52,8 +52,13 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+#: Every port :func:`free_ports` gave out in this process: a cluster's IST and SST ports are bound only
+#: during a state transfer, and must not be given to another cluster meanwhile.
+_given: set[int] = set()
+
+
 def free_ports(count: int) -> list[int]:
-    """*count* distinct free loopback ports, each held until all are found.
+    """*count* distinct free loopback ports, never given out before in this process.
 
     They lie below the ephemeral range: a client retrying a connection to a
     port nobody listens on yet (a joiner during its state transfer) can
@@ -68,15 +73,20 @@ def free_ports(count: int) -> list[int]:
     held: list[socket.socket] = []
     try:
         for step in range(span):
+            port = first + (start + step) % span
+            if port in _given:
+                continue
             probe = socket.socket()
             try:
-                probe.bind(("127.0.0.1", first + (start + step) % span))
+                probe.bind(("127.0.0.1", port))
             except OSError:
                 probe.close()
                 continue
             held.append(probe)
             if len(held) == count:
-                return [probe.getsockname()[1] for probe in held]
+                ports = [probe.getsockname()[1] for probe in held]
+                _given.update(ports)
+                return ports
     finally:
         for probe in held:
             probe.close()

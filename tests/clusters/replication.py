@@ -124,14 +124,19 @@ class ReplicationPair:
         finally:
             conn.close()
 
+    def caught_up(self, timeout: float = 5.0) -> bool:
+        """Whether the replica applies everything the primary has logged within *timeout* seconds
+        (``False`` too when its replication stopped, e.g. on a GTID the new primary never had)."""
+        position = str(self.primary.query("SELECT @@gtid_binlog_pos")[0][0])
+        ((reached,),) = self.replica.query("SELECT MASTER_GTID_WAIT(%s, %s)", (position, timeout))
+        return bool(reached == 0)
+
     def wait_replicated(self, timeout: float = 30.0) -> float:
         """Wait until the replica has applied everything the primary has logged; return the seconds taken."""
         began = time.monotonic()
-        position = str(self.primary.query("SELECT @@gtid_binlog_pos")[0][0])
-        ((reached,),) = self.replica.query("SELECT MASTER_GTID_WAIT(%s, %s)", (position, timeout))
-        if reached != 0:
+        if not self.caught_up(timeout):
             status = {k: v for k, v in self.slave_status(self.replica).items() if "Error" in k or "Running" in k}
-            raise Unavailable(f"the replica did not reach {position} within {timeout} s: {status}")
+            raise Unavailable(f"the replica did not catch up with the primary within {timeout} s: {status}")
         return time.monotonic() - began
 
     # -- failover ------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import MySQLdb
 import pytest
 
 from tests.clusters.conftest import app_connect
-from tests.clusters.servers import GaleraCluster, ReplicationPair
+from tests.clusters.servers import GaleraCluster, GaleraNode, ReplicationPair
 from tests.faults.mariadb import DATABASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
@@ -29,6 +30,13 @@ def _execute(conn: MySQLdb.Connection, sql: str, args: tuple[object, ...] | None
     cursor = conn.cursor()
     cursor.execute(sql, args)
     return list(cursor.fetchall())
+
+
+def _reader(node: GaleraNode) -> Any:
+    """An application connection to *node* that first waits for what the cluster committed (read-your-writes)."""
+    conn = app_connect(node)
+    _execute(conn, "SET SESSION wsrep_sync_wait = 1")
+    return conn
 
 
 def _table(conn: MySQLdb.Connection, name: str) -> None:
@@ -45,8 +53,7 @@ def test_a_write_on_node_1_is_read_on_node_3(galera_cluster: GaleraCluster, figu
     _table(writer, "fixture_rows")
     _execute(writer, "INSERT INTO fixture_rows VALUES (1, 'node1')")
     writer.close()
-    reader = app_connect(node3)
-    _execute(reader, "SET SESSION wsrep_sync_wait = 1")  # read-your-writes across nodes
+    reader = _reader(node3)
     assert _execute(reader, "SELECT id, node FROM fixture_rows") == [(1, "node1")]
     reader.close()
     figures(cluster_start_s=galera_cluster.started_in, size=len(galera_cluster.nodes))
@@ -72,7 +79,7 @@ def test_a_killed_node_rejoins_by_ist(galera_cluster: GaleraCluster, figures: Ca
     assert node.status("wsrep_local_state_comment") == "Synced"
     assert node.status("wsrep_cluster_state_uuid") == cluster_uuid, "the restarted node bootstrapped a new cluster"
     assert transfer == "IST", node.log_since_start()[-3000:]
-    reader = app_connect(node)
+    reader = _reader(node)
     assert _execute(reader, "SELECT COUNT(*) FROM while_down") == [(50,)]
     reader.close()
 
@@ -126,7 +133,7 @@ def test_rejected_queries_fail_with_1047_but_select_1_and_ping_pass(galera_clust
     assert cut.value.args[0] in (2006, 2013), cut.value  # server gone away / lost connection
     conn.close()
     galera_cluster.reject_queries(node2, "NONE")
-    again = app_connect(node2)
+    again = _reader(node2)
     assert _execute(again, "SELECT COUNT(*) FROM rejected") == [(0,)]
     again.close()
 
