@@ -113,6 +113,16 @@ class GaleraNode(ClusterNode):
         found = re.findall(r"WSREP: Recovered position: (\S+:-?\d+)", log.read_text() if log.exists() else "")
         return found[-1] if found and not found[-1].endswith(":-1") else None
 
+    def seqno(self) -> int:
+        """The last transaction the stopped node committed (``-1``: unknown): what to bootstrap from."""
+        grastate = self.datadir / "grastate.dat"
+        found = re.search(r"^seqno:\s*(-?\d+)", grastate.read_text() if grastate.exists() else "", re.MULTILINE)
+        seqno = int(found.group(1)) if found else -1
+        if seqno == -1:
+            position = self.recover_position()
+            seqno = int(position.rsplit(":", 1)[1]) if position else -1
+        return seqno
+
 
 class GaleraCluster:
     """*size* Galera nodes under *basedir*; :meth:`start` bootstraps them, :meth:`stop` ends them all.
@@ -272,8 +282,8 @@ class GaleraCluster:
     def restore(self, timeout: float = 120.0) -> None:
         """Back to the starting state: every node running and ``Synced``, no desync, no rejected queries,
         default globals, no session of the application user."""
-        if not any(node.running for node in self.nodes):
-            self.bootstrap(self.nodes[0], timeout)
+        if not any(node.running for node in self.nodes):  # from the node that committed last
+            self.bootstrap(max(self.nodes, key=lambda node: (node.seqno(), -self.nodes.index(node))), timeout)
         for node in self.nodes:
             if not node.running:
                 self.rejoin(node, timeout)

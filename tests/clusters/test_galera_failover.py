@@ -79,7 +79,10 @@ def test_a_node_in_use_fails_and_comes_back(  # long: one scenario, measured ste
         clients.wait_for_successes(100)
         assert host_sizes(target)[node.address] > 0, f"{node.name} is not in use: {host_sizes(target)}"
         failed_at = time.monotonic()
-        node.kill() if how == "sigkill" else node.stop()
+        if how == "sigkill":
+            node.kill()
+        else:
+            node.stop()
         failed_over_at = clients.recovered_at(failed_at, timeout=30.0)
         evicted_s = galera_cluster.wait_size(2, timeout=30.0)
         time.sleep(1.0)  # load on two nodes
