@@ -73,7 +73,12 @@ def parse_hosts(alias: str, settings_dict: Mapping[str, Any], option: object = N
     port_setting = str(settings_dict.get("PORT") or "").strip()
     if option is not None and option != "" and option != []:
         where = f"DATABASES[{alias!r}]['OPTIONS']['pool']['hosts']"
-        default = _port(alias, "PORT", port_setting) if port_setting and "," not in port_setting else DEFAULT_PORT
+        if "," in port_setting:
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['PORT'] = {port_setting!r} lists ports beside {where}: write each "
+                "host's port in the list ('host:port') and leave PORT empty or one port for all."
+            )
+        default = _port(alias, "PORT", port_setting) if port_setting else DEFAULT_PORT
         labels = _from_option(alias, where, option, default)
         if host_setting and (
             len(_entries(host_setting)) > 1 or label(*_split(alias, "HOST", host_setting, default)) not in labels
@@ -105,6 +110,11 @@ def _from_settings(alias: str, host_setting: str, port_setting: str) -> list[str
             f"in HOST = {host_setting!r}: give one port per host, one port for all, or write each as host:port."
         )
     if len(ports) > 1:
+        if any(":" in host.rsplit("]", 1)[-1] for host in hosts):  # a host:port, or [v6]:port
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]: HOST = {host_setting!r} writes ports and PORT = {port_setting!r} lists them "
+                "again; give the ports in one place."
+            )
         return [
             label(_split(alias, "HOST", host, DEFAULT_PORT)[0], _port(alias, "PORT", port))
             for host, port in zip(hosts, ports, strict=True)
@@ -126,9 +136,11 @@ def _from_option(alias: str, where: str, option: object, default: int) -> list[s
     labels = []
     for item in items:
         if isinstance(item, str):
-            labels.append(label(*_split(alias, where, item, default)))
-        elif isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]:
-            labels.append(label(item[0].strip("[]"), _port(alias, where, item[1])))
+            labels.append(label(*_split(alias, where, item.strip(), default)))
+        elif isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str) and item[0].strip():
+            host = item[0].strip()
+            host = host if host.startswith("[") else f"[{host}]" if ":" in host else host
+            labels.append(label(_split(alias, where, host, default)[0], _port(alias, where, item[1])))
         else:
             raise ImproperlyConfigured(
                 f"{where} has entry {item!r}: each entry must be 'host', 'host:port' or a (host, port) pair."
@@ -159,6 +171,11 @@ def _split(alias: str, where: str, text: str, default: int) -> tuple[str, int]:
         host, port = text, ""
     if not host:
         raise ImproperlyConfigured(f"{setting} has {text!r}, a port without a host.")
+    if host.lower() == "localhost":
+        raise ImproperlyConfigured(
+            f"{setting} lists {text!r}: the MySQL client library connects to 'localhost' through the Unix "
+            "socket, whatever the port; write 127.0.0.1 (or ::1 in brackets) for TCP to this machine."
+        )
     return host, _port(alias, setting, port) if port else default
 
 

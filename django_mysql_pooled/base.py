@@ -21,6 +21,7 @@ from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrappe
 from django_mysql_pooled import identity
 from django_mysql_pooled.addresses import parse_hosts, split_label
 from django_mysql_pooled.cancel.killers import killer_keeper
+from django_mysql_pooled.client import DatabaseClient
 from django_mysql_pooled.config import parse_pool_config, split_options
 from django_mysql_pooled.creation import DatabaseCreation
 from django_mysql_pooled.features import DatabaseFeatures
@@ -42,6 +43,7 @@ _warned_unpooled: set[str] = set()  # aliases whose other-settings wrapper was l
 class DatabaseWrapper(MySQLDatabaseWrapper):
     """Django's MySQL ``DatabaseWrapper`` whose connections come from a pool."""
 
+    client_class = DatabaseClient
     creation_class = DatabaseCreation
     features_class = DatabaseFeatures
 
@@ -87,7 +89,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         pool.hooks.append(publisher_for(self.alias, self.settings_dict, config))
         # Once cancellation has used it, the KILL QUERY connection is kept open
         # (not opened at the first kill, when the server may be full): docs/cancellation.rst.
-        pool.hooks.append(killer_keeper(params, pool.killer_login))
+        # With several hosts, each host's (a query is killed on the host it runs on).
+        pool.hooks.append(killer_keeper(params, pool.killer_login, config.hosts))
         return registry.publish_pool(self.alias, pool)  # type: ignore[return-value]
 
     def close_pool(self) -> None:

@@ -57,20 +57,30 @@ _SELECT = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 _READ = re.compile(r"[\s(]*(SELECT|WITH|VALUES|TABLE|SHOW|EXPLAIN|DESCRIBE|DESC)\b", re.IGNORECASE)
 
 
-class Hook:
-    """The execute wrapper of one connection while scopes are active on it (one thread)."""
+#: ``host_killer(wrapper, (host, port))``: the killer of one host of a pool with several hosts.
+HostKiller = Callable[["BaseDatabaseWrapper", tuple[str, int]], Killer]
 
-    def __init__(self, connection: BaseDatabaseWrapper, killer: Killer, pool: Any) -> None:
+
+class Hook:
+    """The execute wrapper of one connection while scopes are active on it (one thread).
+
+    :param killer: the killer of the wrapper's server (its connection parameters').
+    :param host_killer: the killer of a connection whose host was recorded
+        (:func:`~django_mysql_pooled.identity.address_of`: a pool with several hosts).
+    """
+
+    def __init__(self, connection: BaseDatabaseWrapper, killer: Killer, pool: Any, host_killer: HostKiller) -> None:
         self.connection = connection
         self.scopes: list[Scope] = []
         self.killer = killer
         self.pool = pool
+        self._host_killer = host_killer
         self.is_mariadb: bool | None = None
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
         raw = self.connection.connection
         self._learn_server(raw)
-        execution = Execution(raw, self.killer, self.pool)
+        execution = Execution(raw, self.killer_of(raw), self.pool)
         with ex.lock:
             refused = self._refused()
             if refused is None:
@@ -87,6 +97,30 @@ class Hook:
                 raise
             raise self._cancelled(cancelled) from exc
         return self._completed(sql, result, self._finish(execution), execution.connection_id)
+
+    def killer_of(self, raw: Any) -> Killer:
+        """The killer of the server *raw* runs on: with several hosts, the one it was opened to
+        (opened now if no evaluation used it yet: the wrapper's connection was not open at
+        :meth:`ready_killer`)."""
+        address = identity.address_of(raw)
+        if address is None:
+            return self.killer
+        killer = self._host_killer(self.connection, address)
+        if not killer.used:
+            killer.keep_ready()
+        return killer
+
+    def ready_killer(self) -> None:
+        """Have the killer of this evaluation's server opened (a cancellable evaluation starts).
+
+        With several hosts and no connection yet, the host is not known: the
+        first statement opens its host's killer (:meth:`killer_of`).
+        """
+        raw = self.connection.connection
+        if raw is not None:
+            self.killer_of(raw).keep_ready()
+        elif getattr(self.pool, "hosts", None) is None:
+            self.killer.keep_ready()
 
     def _learn_server(self, raw: Any) -> None:
         """Record the server's identity of a connection that has none coming (the stock backend):

@@ -14,7 +14,9 @@ Each statement run under an active scope is recorded as an
 :class:`~.execution.Execution`; the process-wide watchdog thread
 (:mod:`~.watchdog`) kills it when the scope's deadline passes or one of its
 tokens is cancelled, by handing it to the :class:`~.killer.Killer` of its
-server (:mod:`~.execution` describes the race protocol).
+server (:mod:`~.execution` describes the race protocol): the wrapper's one
+server, or in a pool with several hosts the host its connection was opened to
+(chosen per statement: a wrapper's next checkout may be on another host).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from django_mysql_pooled.cancel.errors import CancelReason, QueryCancelled
 from django_mysql_pooled.cancel.execution import Execution, State
 from django_mysql_pooled.cancel.hook import Hook
 from django_mysql_pooled.cancel.killer import Killer
-from django_mysql_pooled.cancel.killers import killer_for
+from django_mysql_pooled.cancel.killers import host_killer, killer_for
 from django_mysql_pooled.cancel.watchdog import watchdog
 
 if TYPE_CHECKING:
@@ -177,6 +179,18 @@ def _killer(connection: BaseDatabaseWrapper) -> Killer:
     return killer
 
 
+def _host_killer(connection: BaseDatabaseWrapper, address: tuple[str, int]) -> Killer:
+    """The killer of the host at *address*, in a pool with several hosts (kept per wrapper and host)."""
+    killers: dict[tuple[str, int], Killer] | None = getattr(connection, "_dmp_host_killers", None)
+    if killers is None:
+        killers = connection._dmp_host_killers = {}  # type: ignore[attr-defined]
+    killer = killers.get(address)
+    if killer is None:
+        login = getattr(getattr(connection, "pool", None), "killer_login", None)
+        killer = killers[address] = host_killer(connection.get_connection_params(), address, login)
+    return killer
+
+
 @contextlib.contextmanager
 def activate(connection: BaseDatabaseWrapper, scope: Scope) -> Iterator[None]:
     """Cover the statements the block runs on *connection* (in this thread) with *scope*.
@@ -186,11 +200,12 @@ def activate(connection: BaseDatabaseWrapper, scope: Scope) -> Iterator[None]:
     hooks = _hooks()
     hook = hooks.get(id(connection))
     if hook is None:
-        hook = hooks[id(connection)] = _Hook(connection, _killer(connection), getattr(connection, "pool", None))
+        pool = getattr(connection, "pool", None)
+        hook = hooks[id(connection)] = _Hook(connection, _killer(connection), pool, _host_killer)
         connection.execute_wrappers.append(hook)
     if not scope.activated:
         scope.activated = True
-        hook.killer.keep_ready()  # opened now, not at the first kill; a pool then keeps it ready
+        hook.ready_killer()  # opened now, not at the first kill; a pool then keeps it ready
     hook.scopes.append(scope)
     try:
         yield

@@ -1,7 +1,8 @@
 """Publish each pool's statistics to a private directory, and read them back.
 
 Every process with an open pool writes one JSON snapshot per alias (pid, host,
-alias, server, pool options, stats, timestamp; never the password) into the
+alias, server, pool options, stats, timestamp; with several servers, ``hosts``:
+each one's state and sizes, in the configured order; never the password) into the
 stats directory: owner-only permissions, atomic replace, at most about once a
 second and only when the stats changed (plus a heartbeat), removed when the
 pool closes or the process exits. ``manage.py poolstats`` reads them with
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["SETTING", "STALE_AFTER", "Publisher", "publisher_for", "stats_dir"]
+__all__ = ["SETTING", "STALE_AFTER", "Publisher", "host_rows", "publisher_for", "stats_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class Publisher:
         self.host = socket.gethostname()
         self._lock = threading.Lock()
         self._path: Path | None = None
-        self._last_stats: dict[str, int] | None = None
+        self._last_stats: tuple[dict[str, int], list[dict[str, Any]] | None] | None = None
         self._last_write = 0.0
         self._failed = False
         self._done = False
@@ -158,29 +159,33 @@ class Publisher:
         if pool.closed or os.getpid() != self.pid:
             self.remove()
             return
-        self.publish(pool.get_stats())
+        host_stats = getattr(pool, "get_host_stats", None)
+        self.publish(pool.get_stats(), hosts=host_rows(host_stats()) if host_stats is not None else None)
 
-    def publish(self, stats: dict[str, int], *, now: float | None = None) -> bool:
-        """Write a snapshot of *stats* unless throttled or unchanged; return whether it wrote."""
+    def publish(
+        self, stats: dict[str, int], *, hosts: list[dict[str, Any]] | None = None, now: float | None = None
+    ) -> bool:
+        """Write a snapshot of *stats* (and *hosts*: :func:`host_rows`) unless throttled or
+        unchanged; return whether it wrote."""
         now = time.monotonic() if now is None else now
         with self._lock:
             if self._done or now - self._last_write < MIN_INTERVAL:
                 return False
-            if stats == self._last_stats and now - self._last_write < HEARTBEAT:
+            if (stats, hosts or None) == self._last_stats and now - self._last_write < HEARTBEAT:
                 return False
             directory = stats_dir()
             try:
-                self._write(directory, stats)
+                self._write(directory, stats, hosts)
             except OSError as exc:
                 if not self._failed:
                     logger.warning("pool %r: cannot publish statistics to %s: %s", self.alias, directory, exc)
                 self._failed = True
                 return False
-            self._last_stats, self._last_write, self._failed = dict(stats), now, False
+            self._last_stats, self._last_write, self._failed = (dict(stats), hosts or None), now, False
             return True
 
-    def _write(self, directory: Path, stats: dict[str, int]) -> None:
-        data = {
+    def _write(self, directory: Path, stats: dict[str, int], hosts: list[dict[str, Any]] | None) -> None:
+        data: dict[str, Any] = {
             "pid": self.pid,
             "host": self.host,
             "alias": self.alias,
@@ -189,6 +194,8 @@ class Publisher:
             "stats": stats,
             "timestamp": time.time(),
         }
+        if hosts:  # several servers only: a one-server snapshot is as it always was
+            data["hosts"] = hosts
         path = write_snapshot(directory, snapshot_name(self.alias, self.pid), data)
         if self._path is not None and self._path != path:
             unlink(self._path)  # the setting moved
@@ -201,6 +208,13 @@ class Publisher:
             if self._path is not None and os.getpid() == self.pid:
                 unlink(self._path)
             self._path = None
+
+
+def host_rows(host_stats: Mapping[str, Mapping[str, object]]) -> list[dict[str, Any]]:
+    """A pool's ``get_host_stats()`` as the snapshot's ``hosts``: a list in the configured order
+    (the JSON is written with sorted keys), each ``{"host": "host:port", "state": ..., ...}``;
+    empty with one server."""
+    return [{"host": label, **values} for label, values in host_stats.items()]
 
 
 def unlink(path: Path) -> None:

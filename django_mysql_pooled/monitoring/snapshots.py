@@ -74,6 +74,22 @@ def _valid(data: object) -> bool:
         and isinstance(data.get("options"), dict)
         and isinstance(stats, dict)
         and all(isinstance(k, str) and type(v) is int for k, v in stats.items())
+        and _valid_hosts(data.get("hosts", []))
+    )
+
+
+#: The text fields of a snapshot's ``hosts`` entries; every other field is an integer.
+_HOST_TEXT = ("host", "state", "reason")
+
+
+def _valid_hosts(hosts: object) -> bool:
+    """A snapshot's ``hosts`` (several servers, see ``publisher.host_rows``): a list of
+    ``{"host": str, "state": str, "reason": str, <key>: int...}``."""
+    return isinstance(hosts, list) and all(
+        isinstance(entry, dict)
+        and all(isinstance(entry.get(key), str) for key in _HOST_TEXT)
+        and all(isinstance(k, str) and (k in _HOST_TEXT or type(v) is int) for k, v in entry.items())
+        for entry in hosts
     )
 
 

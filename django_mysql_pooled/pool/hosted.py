@@ -73,10 +73,8 @@ class HostedPoolState(PoolState[C]):
             order[0].open += 1  # counted while connecting: concurrent connects spread (balance)
         error: BaseException | None = None
         for tried, host in enumerate(order):
-            left = deadline - self._clock()
+            left = deadline - self._clock()  # past it: each host still gets one short try
             if tried:
-                if left <= 0:
-                    break
                 with self._lock:
                     host.open += 1
             try:
@@ -84,9 +82,10 @@ class HostedPoolState(PoolState[C]):
             except BaseException as exc:
                 with self._lock:
                     host.open -= 1
-                if not isinstance(exc, Exception) or self._host_error(exc) is None:
+                reason = self._host_error(exc) if isinstance(exc, Exception) else None
+                if reason is None:
                     raise  # not the host's fault: the same everywhere
-                self._host_failed(host, exc, connecting=True, moving_on=tried + 1 < len(order))
+                self._mark_down(host, reason, connecting=True, moving_on=tried + 1 < len(order))
                 error = exc
                 continue
             with self._lock:
@@ -99,38 +98,48 @@ class HostedPoolState(PoolState[C]):
         assert error is not None  # noqa: S101 - at least one host was tried
         raise error
 
-    def _host_failed(
-        self, host: Host, exc: BaseException, *, connecting: bool = False, moving_on: bool = False
-    ) -> None:
-        """Mark *host* down after *exc* (if it is the host's fault) and close its idle connections."""
-        reason = self._host_error(exc)
+    def _mark_down(self, host: Host, reason: str, *, connecting: bool = False, moving_on: bool = False) -> None:
+        """Mark *host* down and close its idle connections."""
         hosts = self._hosts
-        if reason is None or hosts is None:
-            return
+        assert hosts is not None  # noqa: S101 - only a pool with hosts has a Host
         with self._lock:
             host.connections_errors += connecting
             host.failovers += moving_on
             newly = hosts.mark_down(host, self._clock(), reason)
             idle = [entry for entry in self._idle if entry.host is host]
-            if idle:
-                for entry in idle:
-                    self._idle.remove(entry)
+            for entry in idle:
+                self._idle.remove(entry)
         level = logging.WARNING if newly else logging.DEBUG
         logger.log(level, "pool %r: host %s marked down for %.1f s: %s", self.name, host.label, host.backoff, reason)
         for entry in idle:
             self._discard(entry, stats.CLOSES_HOST_DOWN)
 
-    def connection_failed(self, conn: C, exc: BaseException) -> bool:
-        """A statement on *conn* (checked out) failed with *exc*: mark its host down if the error says so.
+    def _suspect(self, host: Host, exc: BaseException) -> bool:
+        """An error on an open connection to *host*: if it is a host error, probe the host at once.
 
-        :returns: whether it did (the caller then returns *conn* as broken);
+        :returns: whether *exc* is a host error (the connection is then not kept).
+        """
+        reason = self._host_error(exc)
+        hosts = self._hosts
+        if reason is None or hosts is None:
+            return False
+        with self._lock:
+            asked = hosts.suspect(host)
+        if asked:
+            logger.info("pool %r: probing host %s after an error on a connection: %s", self.name, host.label, reason)
+        return True
+
+    def connection_failed(self, conn: C, exc: BaseException) -> bool:
+        """A statement on *conn* (checked out) failed with *exc*: if the error may be its host's,
+        have the host probed (``hosts.py``: it goes down if the probe fails).
+
+        :returns: whether it may (the caller then returns *conn* as broken);
             always ``False`` with one server.
         """
         entry = self._in_use.get(id(conn))
-        if entry is None or entry.host is None or self._host_error(exc) is None:
+        if entry is None or entry.host is None:
             return False
-        self._host_failed(entry.host, exc)
-        return True
+        return self._suspect(entry.host, exc)
 
     def host_of(self, conn: C) -> str | None:
         """The ``"host:port"`` *conn* (checked out) is connected to; ``None`` with one server."""
@@ -139,7 +148,7 @@ class HostedPoolState(PoolState[C]):
 
     def _entry_failed(self, entry: Entry[C], exc: BaseException) -> None:
         if entry.host is not None:
-            self._host_failed(entry.host, exc)
+            self._suspect(entry.host, exc)
 
     def _retire_locked(self, host: Host) -> bool:
         return self._hosts is not None and self._hosts.retire(host)
@@ -147,10 +156,14 @@ class HostedPoolState(PoolState[C]):
     # -- probes -------------------------------------------------------------
 
     def probe_hosts(self) -> None:
-        """Probe the down hosts whose backoff ended: one connect each (the prober thread).
+        """Probe the down hosts whose backoff ended and the suspected ones: one connect each
+        (with ``connect_host``'s checks; the prober thread).
 
         A probe that succeeds marks the host up; its connection joins the
-        pool (a waiter gets it, or it is kept idle) when there is room.
+        pool (a waiter gets it, or it is kept idle) when there is room, else
+        it is closed (a probe may open one connection beyond ``max_size``
+        for that moment, on the probed host). A probe that fails marks the
+        host down (again, with a longer backoff) and closes its idle connections.
         """
         hosts, connect_host = self._hosts, self._connect_host
         if hosts is None or connect_host is None:
@@ -161,10 +174,8 @@ class HostedPoolState(PoolState[C]):
             try:
                 conn = connect_host(host.label, min(self.timeout, PROBE_TIMEOUT))  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - the host stays down, with a longer backoff
-                with self._lock:
-                    host.connections_errors += 1
-                    hosts.mark_down(host, self._clock(), self._host_error(exc) or repr(exc))
                 logger.info("pool %r: probe of host %s failed: %s", self.name, host.label, exc)
+                self._mark_down(host, self._host_error(exc) or repr(exc)[:200], connecting=True)
                 continue
             self._probe_succeeded(host, conn)
 
@@ -173,7 +184,7 @@ class HostedPoolState(PoolState[C]):
         assert hosts is not None  # noqa: S101 - only probes of a pool with hosts succeed
         now = self._clock()
         with self._lock:
-            hosts.mark_up(host)
+            revived = hosts.mark_up(host)
             self._stats[stats.CONNECTIONS_NUM] += 1
             keep = not self._closed and self._nconns < self.max_size
             if keep:
@@ -185,7 +196,8 @@ class HostedPoolState(PoolState[C]):
                     keep = False
                     host.open -= 1
                     self._nconns -= 1
-        logger.info("pool %r: host %s is up again (probe)", self.name, host.label)
+        if revived:
+            logger.info("pool %r: host %s is up again (probe)", self.name, host.label)
         if not keep:
             self._safe_close(conn)
 

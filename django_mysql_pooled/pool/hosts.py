@@ -11,9 +11,13 @@ Policies (``OPTIONS["pool"]["policy"]``):
   connections (ties: the configured order), for a multi-primary cluster
   (Galera). Connections are not moved once open.
 
-A host is *down* after a connect to it, or a reset or check of one of its
-connections, failed with an error that says the server is unusable (the
-classifier is injected: ``session/hosts.py`` for MySQL): for a backoff that
+A host is *down* after a connect to it failed with an error that says the
+server is unusable (the classifier is injected: ``session/hosts.py`` for
+MySQL). Such an error on an open connection (its reset, check or a
+statement) only makes the host *suspected*: it stays up and is probed at
+once, and goes down only if the probe fails too (one session's error, a
+connection an administrator killed, must not take a server out). Down lasts
+a backoff that
 starts at ``host_backoff`` seconds, doubles at each consecutive failure up to
 ``host_backoff_max`` and is jittered by +-25 %, so that processes do not
 probe in step. When it ends, a background probe opens one connection to the
@@ -43,6 +47,8 @@ POLICIES: Final = (FAILOVER, BALANCE)
 
 #: A backoff is multiplied by a random factor in [1 - JITTER, 1 + JITTER].
 JITTER = 0.25
+#: Seconds: the least ``host_backoff`` (a smaller one, 0 included, is raised to it).
+MIN_BACKOFF = 0.1
 
 
 class Host:
@@ -67,11 +73,13 @@ class Host:
         "open",
         "reason",
         "state",
+        "suspected",
     )
 
     def __init__(self, label: str, index: int) -> None:
         self.label, self.index = label, index
         self.state: str = UP
+        self.suspected = False  # up, but an error on one of its connections asks for a probe
         self.down_until = 0.0
         self.backoff = 0.0
         self.reason = ""
@@ -89,7 +97,7 @@ class HostSet:
 
     :param labels: ``"host:port"`` strings, in the configured order (at least two).
     :param policy: :data:`FAILOVER` or :data:`BALANCE`.
-    :param backoff: seconds a host stays down after its first failure.
+    :param backoff: seconds a host stays down after its first failure (at least :data:`MIN_BACKOFF`).
     :param backoff_max: the cap (seconds) of the doubling backoff.
     :raises ValueError: an unknown policy, fewer than two hosts, a repeated host.
     """
@@ -100,7 +108,9 @@ class HostSet:
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ValueError(f"need two or more distinct hosts, got {list(labels)!r}")
         self.policy = policy
-        self.backoff, self.backoff_max = backoff, max(backoff, backoff_max)
+        # Never below MIN_BACKOFF: a zero backoff would never grow and probe a dead host forever.
+        self.backoff = max(backoff, MIN_BACKOFF)
+        self.backoff_max = max(self.backoff, backoff_max)
         self.hosts = tuple(Host(label, index) for index, label in enumerate(labels))
 
     def __repr__(self) -> str:
@@ -120,7 +130,7 @@ class HostSet:
         was_up = host.state == UP
         host.backoff = self.backoff if was_up else min(max(host.backoff * 2, self.backoff), self.backoff_max)
         host.down_until = now + host.backoff * (1 + JITTER * (2 * random.random() - 1))  # noqa: S311
-        host.state = DOWN
+        host.state, host.suspected = DOWN, False
         host.reason = reason
         if was_up:
             host.marked_down += 1
@@ -132,19 +142,38 @@ class HostSet:
         host.state, host.reason, host.backoff, host.down_until = UP, "", 0.0, 0.0
         return was_down
 
+    def suspect(self, host: Host) -> bool:
+        """Ask for a probe of *host*, which stays up meanwhile; return whether it was not asked yet.
+
+        For an error on an open connection (a lost connection, 1047, 1290):
+        it may be that one session's (killed by an administrator, a tenant's
+        ``SIGNAL``, ``secure_file_priv``) and not the server's; the probe
+        (a new connection and a query) decides.
+        """
+        if host.state != UP or host.suspected:
+            return False
+        host.suspected = True
+        return True
+
     def due_probes(self, now: float) -> list[Host]:
-        """The down hosts whose backoff has ended, now marked :data:`PROBING` (the caller probes them)."""
-        due = [host for host in self.hosts if host.state == DOWN and now >= host.down_until]
-        for host in due:
-            host.state = PROBING
+        """The hosts to probe now: down ones whose backoff has ended (marked :data:`PROBING`)
+        and suspected up ones (no longer suspected: a new error asks again)."""
+        due = []
+        for host in self.hosts:
+            if host.state == DOWN and now >= host.down_until:
+                host.state = PROBING
+                due.append(host)
+            elif host.state == UP and host.suspected:
+                host.suspected = False
+                due.append(host)
         return due
 
     def retire(self, host: Host) -> bool:
         """Whether a returned connection to *host* should be closed: *host* is not up (it was
-        marked down while the connection was checked out), or, with ``failover``, an earlier
-        host is up (the pool moves back to it)."""
+        marked down while the connection was checked out) while another is, or, with
+        ``failover``, an earlier host is up (the pool moves back to it)."""
         if host.state != UP:
-            return True
+            return any(other.state == UP for other in self.hosts)  # with none up, keep what works
         return self.policy == FAILOVER and any(other.state == UP for other in self.hosts[: host.index])
 
     def state_of(self, host: Host, now: float) -> tuple[str, float]:

@@ -113,6 +113,9 @@ class MaintainedPoolState(ValidatedPoolState[C]):
             self._idle.clear()
             self._returning.clear()
             self._nconns -= len(idle)
+            for entry in idle:
+                if entry.host is not None:
+                    entry.host.open -= 1
             # Served under the lock: a waiter timing out now must not find itself pending.
             while self._waiters:
                 self._waiters.popleft().serve(CLOSED)
@@ -151,6 +154,8 @@ class MaintainedPoolState(ValidatedPoolState[C]):
         self._return_workers = []
         self._waiters.clear()
         self._nconns = self._opening = 0
+        for host in self._hosts.hosts if self._hosts is not None else ():
+            host.open = 0
         self._closed = True
         self._stop = threading.Event()  # the inherited one's lock may be held too
         self._stop.set()

@@ -289,6 +289,8 @@ class ConnectionPool(MaintainedPoolState[C]):
             entry.stack = entry.owner = entry.thread = None
             if broken:
                 self._stats[stats.RETURNS_BAD] += 1
+            elif entry.host is not None and self._retire_locked(entry.host):
+                entry.retired = True  # closed without a reset (hosts.py)
             elif not self.resets_on_checkin:
                 if self._keep_locked(entry, now):
                     return
@@ -300,7 +302,7 @@ class ConnectionPool(MaintainedPoolState[C]):
                 self._returning[id(entry)] = entry  # a worker resets it (returns.py)
                 self._return_queue.put(entry)
                 return
-        if broken or not self.resets_on_checkin:
+        if broken or entry.retired or not self.resets_on_checkin:
             self._discard(entry, stats.CLOSES_BROKEN if broken else stats.CLOSES_LIFETIME)
         else:
             self._reset_and_keep(entry)

@@ -127,7 +127,7 @@ def _hosting(alias: str, params: dict[str, Any], config: PoolConfig) -> dict[str
         bounded = {**params, "host": host, "port": port}
         if "connect_timeout" in params:  # never longer than this host's share of the deadline
             bounded["connect_timeout"] = max(1, min(int(params["connect_timeout"]), math.ceil(timeout)))
-        conn = open_connection(alias, bounded, timeout, credentials=config.credentials, config=config)
+        conn = open_connection(alias, bounded, timeout, credentials=config.credentials, config=config, ready=True)
         identity.remember_address(conn, host, port)
         return conn
 
@@ -147,6 +147,7 @@ def open_connection(
     *,
     credentials: Credentials | None = None,
     config: PoolConfig | None = None,
+    ready: bool = False,
 ) -> Any:
     """Open a new server connection for the pool (called in any thread).
 
@@ -154,6 +155,7 @@ def open_connection(
         connect timeout when ``params`` sets none (rounded up, at least 1).
     :param credentials: ``OPTIONS["pool"]["credentials"]``, asked for this login's user and password.
     :param config: the pool's options: ``require_primary`` and ``require_synced`` are checked here.
+    :param ready: check with a query that the server serves (several hosts; see ``hosts.check_role``).
     :raises MySQLdb.OperationalError: the driver's error, its message naming
         the alias and the server it tried (bad credentials, unknown database,
         nothing listening, not a MySQL server, too many connections).
@@ -175,10 +177,20 @@ def open_connection(
     if conn.encoders.get(bytes) is bytes:
         conn.encoders.pop(bytes)
     if config is not None:
-        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
-        check_role(conn, where, require_primary=config.require_primary, require_synced=config.require_synced)
+        _check(conn, kwargs, config, ready=ready)
     remember_new_session(conn)
     return conn
+
+
+def _check(conn: Any, kwargs: dict[str, Any], config: PoolConfig, *, ready: bool) -> None:
+    where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 3306)}"
+    check_role(
+        conn,
+        where,
+        require_primary=config.require_primary,
+        require_synced=config.require_synced,
+        require_ready=ready,
+    )
 
 
 def _placement(config: PoolConfig, restorer: SessionRestorer) -> dict[str, Any]:

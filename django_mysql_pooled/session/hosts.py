@@ -52,46 +52,59 @@ def host_error(exc: BaseException, *, require_primary: bool = False) -> str | No
     return None
 
 
-def check_role(conn: Any, where: str, *, require_primary: bool, require_synced: bool) -> None:
+def check_role(
+    conn: Any, where: str, *, require_primary: bool, require_synced: bool, require_ready: bool = False
+) -> None:
     """On a connection just opened: refuse a read-only server or a Galera node that is not Synced
     (one round trip per check asked for, none otherwise; the connection is closed when refused).
 
     :param where: ``"host:port"``, for the message.
+    :param require_ready: run a query even without *require_primary* (several
+        hosts: a Galera node that is not ready accepts the connection and
+        refuses every query with 1047, so a connect alone proves nothing).
     :raises HostRejected: ``(1290, ...)`` for ``@@global.read_only = 1``
         with *require_primary*; ``(1047, ...)`` for ``wsrep_local_state`` not
         4 with *require_synced* (a server without Galera has no such status:
         it passes).
     :raises MySQLdb.Error: the check's query failed.
     """
-    if not (require_primary or require_synced):
+    if not (require_primary or require_synced or require_ready):
         return
     cursor = conn.cursor()
     try:
-        if require_primary:
-            cursor.execute("SELECT @@global.read_only")
-            (read_only,) = cursor.fetchone()
-            if int(read_only):
-                raise HostRejected(
-                    READ_ONLY,
-                    f"{where} is read-only (@@read_only=1: a replica or a demoted primary) and "
-                    "OPTIONS['pool']['require_primary'] is set",
-                )
+        if require_primary or require_ready:
+            _check_read_only(cursor, where, require_primary=require_primary)
         if require_synced:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state'")
-            row = cursor.fetchone()
-            if row is not None and _text(row[1]) != SYNCED:
-                cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")
-                comment = _text((cursor.fetchone() or ("", "?"))[1])
-                raise HostRejected(
-                    WSREP_NOT_READY,
-                    f"{where} is a Galera node in state {_text(row[1])} ({comment}), not 4 (Synced), and "
-                    "OPTIONS['pool']['require_synced'] is set",
-                )
+            _check_synced(cursor, where)
     except BaseException:
         cursor.close()
         conn.close()
         raise
     cursor.close()
+
+
+def _check_read_only(cursor: Any, where: str, *, require_primary: bool) -> None:
+    cursor.execute("SELECT @@global.read_only")  # 1047 from a Galera node that is not ready
+    (read_only,) = cursor.fetchone()
+    if require_primary and int(read_only):
+        raise HostRejected(
+            READ_ONLY,
+            f"{where} is read-only (@@read_only=1: a replica or a demoted primary) and "
+            "OPTIONS['pool']['require_primary'] is set",
+        )
+
+
+def _check_synced(cursor: Any, where: str) -> None:
+    cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state'")
+    row = cursor.fetchone()
+    if row is not None and _text(row[1]) != SYNCED:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment'")
+        comment = _text((cursor.fetchone() or ("", "?"))[1])
+        raise HostRejected(
+            WSREP_NOT_READY,
+            f"{where} is a Galera node in state {_text(row[1])} ({comment}), not 4 (Synced), and "
+            "OPTIONS['pool']['require_synced'] is set",
+        )
 
 
 def _text(value: object) -> str:

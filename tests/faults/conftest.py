@@ -5,6 +5,7 @@
   reason when it cannot run here.
 * ``private_server``: the same server, running, with its default globals and
   no session of the application user, before and after each test.
+* ``second_server`` (module): another private server, with the same database and user.
 * ``proxy``: a :class:`~tests.faults.proxy.Proxy` in front of it, stopped at
   the end.
 * ``pool_target``: builds :class:`PoolTarget` objects, an alias whose pooled
@@ -25,6 +26,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import MySQLdb
@@ -101,6 +103,21 @@ def private_server(mariadb: PrivateMariaDB) -> Iterator[PrivateMariaDB]:
     mariadb.restore()
 
 
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
+    """Another private ``mariadbd``, with the same database and user as the first."""
+    try:
+        server = PrivateMariaDB(Path(tmp_path_factory.mktemp("mariadb-second")))
+        server.start()
+        server.provision()
+    except (Unavailable, MySQLdb.Error) as exc:
+        pytest.skip(f"no second private MariaDB server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def proxy(private_server: PrivateMariaDB) -> Iterator[Proxy]:
     """A started proxy in front of the private server; stopped (every link cut) at the end."""
@@ -129,6 +146,17 @@ def fill(server: PrivateMariaDB, limit: int = 30) -> list[Any]:
     for conn in fillers:
         conn.close()
     pytest.fail(f"the server accepted {limit} connections with max_connections=10")
+
+
+def kills_executed(server: PrivateMariaDB) -> int:
+    """``KILL`` statements *server* has run (``Com_kill``), whatever their outcome."""
+    conn = server.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_kill'")
+        return int(cursor.fetchone()[1])
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -10,48 +10,19 @@ it reached another server and send nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import MySQLdb
 import pytest
 
 from django_mysql_pooled import identity
 from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.errors import QueryCancelled
-from tests.faults.conftest import PoolTargetFactory, wait_until
-from tests.faults.mariadb import PrivateMariaDB, Unavailable, requires_mariadbd
+from tests.faults.conftest import PoolTargetFactory, kills_executed, wait_until
+from tests.faults.mariadb import PrivateMariaDB, requires_mariadbd
 from tests.faults.proxy import Proxy
 
 pytestmark = [requires_mariadbd, pytest.mark.usefixtures("close_killers"), pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
-    """Another private ``mariadbd``, with the same database and user as the first."""
-    try:
-        server = PrivateMariaDB(Path(tmp_path_factory.mktemp("mariadb-second")))
-        server.start()
-        server.provision()
-    except (Unavailable, MySQLdb.Error) as exc:
-        pytest.skip(f"no second private MariaDB server: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _kills_executed(server: PrivateMariaDB) -> int:
-    """``KILL`` statements the server has run (``Com_kill``), whatever their outcome."""
-    conn = server.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_kill'")
-        return int(cursor.fetchone()[1])
-    finally:
-        conn.close()
 
 
 def test_killer_sent_to_another_server_kills_nothing(
@@ -70,10 +41,10 @@ def test_killer_sent_to_another_server_kills_nothing(
         proxy.target = (second_server.host, second_server.port)  # new connections go elsewhere now
         killer = killer_for(db.get_connection_params())
         killer.close()  # its next connection goes through the "load balancer" again
-        before = _kills_executed(second_server)
+        before = kills_executed(second_server)
         with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.3), db.cursor() as cursor:
             cursor.execute("SELECT SLEEP(2)")
-        assert _kills_executed(second_server) == before  # no KILL reached the other server
+        assert kills_executed(second_server) == before  # no KILL reached the other server
         wait_until(lambda: target.stats().get("kills_wrong_server", 0) == 1, 10, "no refused kill counted")
         # Each side's identity, recorded without a query of its own (Django's setup, the killer's connect).
         assert (identity.identity_of(db.connection) or "").endswith(f"/{private_server.port}")
@@ -106,10 +77,10 @@ def test_without_the_server_check_the_kill_goes_wherever_the_balancer_sends_it(
         proxy.target = (second_server.host, second_server.port)
         killer = killer_for(db.get_connection_params())
         killer.close()
-        before = _kills_executed(second_server)
+        before = kills_executed(second_server)
         with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.3), db.cursor() as cursor:
             cursor.execute("SELECT SLEEP(2)")
-        wait_until(lambda: _kills_executed(second_server) > before, 10, "no KILL reached the second server")
+        wait_until(lambda: kills_executed(second_server) > before, 10, "no KILL reached the second server")
         assert target.stats().get("kills_wrong_server", 0) == 0
     finally:
         db.close()

@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from django_mysql_pooled.addresses import split_label
 from django_mysql_pooled.config import parse_pool_config
 from django_mysql_pooled.monitoring.publisher import stats_dir
 from django_mysql_pooled.monitoring.snapshots import ScanResult, query_server, read_snapshots
@@ -37,6 +38,17 @@ COLUMNS = (
     ("LOST", stats.CONNECTIONS_LOST),
     ("LEAKS", stats.LEAKS_DETECTED),
 )
+#: The per-server table's number columns (several hosts; see pool/hosts.py): (heading, key).
+HOST_COLUMNS = (
+    ("SIZE", stats.POOL_SIZE),
+    ("IN USE", stats.CONNECTIONS_IN_USE),
+    ("IDLE", stats.POOL_AVAILABLE),
+    ("ERRORS", stats.CONNECTIONS_ERRORS),
+    ("MARKED DOWN", stats.HOST_MARKED_DOWN),
+    ("FAILOVERS", stats.FAILOVERS),
+)
+#: Characters of a down host's reason shown in the table (the JSON has all of it).
+REASON_WIDTH = 60
 
 
 def total(snapshots: list[dict[str, Any]]) -> dict[str, int]:
@@ -51,19 +63,24 @@ def total(snapshots: list[dict[str, Any]]) -> dict[str, int]:
     return result
 
 
-def limit_warnings(alias: str, combined: int, server: Mapping[str, Any]) -> list[str]:
-    """Warn when the live processes' combined ``max_size`` can exceed the server's limits."""
+def limit_warnings(alias: str, combined: int, server: Mapping[str, Any], where: str = "") -> list[str]:
+    """Warn when the live processes' combined ``max_size`` can exceed the server's limits.
+
+    :param where: the server's ``"host:port"`` when the alias has several (each gets the whole
+        ``max_size`` when the others are down).
+    """
     warnings = []
+    name = f"database {alias!r} at {where}" if where else f"database {alias!r}"
     limit = server.get("max_connections")
     if isinstance(limit, int) and combined > limit:
         warnings.append(
-            f"database {alias!r}: the live processes' combined max_size ({combined}) can exceed the "
+            f"{name}: the live processes' combined max_size ({combined}) can exceed the "
             f"server's max_connections ({limit}); lower max_size or raise max_connections."
         )
     user_limit = server.get("max_user_connections")
     if isinstance(user_limit, int) and 0 < user_limit < combined:
         warnings.append(
-            f"database {alias!r}: the live processes' combined max_size ({combined}) can exceed "
+            f"{name}: the live processes' combined max_size ({combined}) can exceed "
             f"max_user_connections ({user_limit})."
         )
     return warnings
@@ -140,16 +157,18 @@ class Command(BaseCommand):
         databases = {}
         for alias in self._aliases(scan, only):
             snapshots = [s for s in scan.snapshots if s["alias"] == alias]
-            view = self._server_view(alias) if server else {}
+            views = self._server_views(alias) if server else {}
             combined = sum(s["stats"].get(stats.POOL_MAX, 0) for s in snapshots)
             totals = total(snapshots)
             totals["processes"] = len(snapshots)
             databases[alias] = {
                 "processes": snapshots,
                 "total": totals,
-                "server": view,
-                "warnings": limit_warnings(alias, combined, view),
+                "server": next(iter(views.values()), {}),  # with several hosts, the first one's
+                "warnings": [line for label, v in views.items() for line in limit_warnings(alias, combined, v, label)],
             }
+            if "" not in views and views:  # a list: the JSON keeps the configured order
+                databases[alias]["servers"] = [{"host": label, **view} for label, view in views.items()]
         return {
             "stats_dir": str(stats_dir()),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -158,16 +177,32 @@ class Command(BaseCommand):
             "removed": scan.removed,
         }
 
-    def _server_view(self, alias: str) -> dict[str, Any]:
+    def _server_views(self, alias: str) -> dict[str, dict[str, Any]]:
+        """The server's view, keyed ``""``; with several hosts, each one's, by ``"host:port"``."""
         if alias not in connections:
-            return {"error": f"database {alias!r} is not in settings.DATABASES"}
+            return {"": {"error": f"database {alias!r} is not in settings.DATABASES"}}
         wrapper = connections[alias]
         if wrapper.vendor != "mysql":
             raise CommandError(f"database {alias!r} is not a MySQL/MariaDB database (vendor {wrapper.vendor!r}).")
         try:
-            return query_server(wrapper.get_connection_params())
+            params = wrapper.get_connection_params()
+            config = parse_pool_config(alias, connections.settings[alias])
+        except ImproperlyConfigured as exc:  # the system checks report it
+            return {"": {"error": f"database {alias!r} is misconfigured: {exc}"}}
+        if config is None or len(config.hosts) < 2:
+            return {"": self._server_view(alias, params)}
+        views = {}
+        for label in config.hosts:
+            host, port = split_label(label)
+            views[label] = self._server_view(alias, {**params, "host": host, "port": port}, label)
+        return views
+
+    def _server_view(self, alias: str, params: dict[str, Any], where: str = "") -> dict[str, Any]:
+        try:
+            return query_server(params)
         except MySQLdb.Error as exc:
-            return {"error": f"cannot reach the server of database {alias!r}: {exc}"}
+            server = f"server {where}" if where else "server"
+            return {"error": f"cannot reach the {server} of database {alias!r}: {exc}"}
 
     def _print_prometheus(self, scan: ScanResult, only: str | None) -> None:
         from prometheus_client import CollectorRegistry, generate_latest
@@ -197,27 +232,47 @@ class Command(BaseCommand):
             totals = database["total"]
             rows.append([f"TOTAL ({len(processes)})", "", *(str(totals.get(k, 0)) for _h, k in COLUMNS)])
             self._print_rows([["PID", "HOST", *(h for h, _k in COLUMNS)], *rows])
+            self._print_hosts(processes)
         else:
             self.stdout.write(f"  No live process has a pool for database {alias!r}.")
-        self._print_server(database["server"])
+        for view in database.get("servers", [database["server"]]):
+            self._print_server(view, view.get("host", ""))
         for message in database["warnings"]:
             self.stdout.write(self.style.WARNING(f"  Warning: {message}"))
 
-    def _print_rows(self, rows: list[list[str]]) -> None:
+    def _print_hosts(self, processes: list[dict[str, Any]]) -> None:
+        """Each server's state and connections, per process (a pool with several hosts only)."""
+        rows = []
+        for snapshot in processes:
+            for order, entry in enumerate(snapshot.get("hosts", ())):
+                retry = f"{entry.get(stats.HOST_RETRY_IN_MS, 0) / 1000:.1f} s" if entry["state"] == "down" else "-"
+                numbers = (str(entry.get(key, 0)) for _h, key in HOST_COLUMNS)
+                row = [entry["host"], str(snapshot["pid"]), entry["state"], retry, *numbers, entry["reason"]]
+                rows.append(((order, snapshot["pid"]), row))
+        if not rows:
+            return
+        heading = ["SERVER", "PID", "STATE", "RETRY IN", *(h for h, _k in HOST_COLUMNS), "REASON"]
+        table = [heading, *(row[:-1] + [row[-1][:REASON_WIDTH]] for _key, row in sorted(rows))]
+        self.stdout.write("  Servers, as each process sees them:")
+        self._print_rows(table, left=(0, 1, 2, len(heading) - 1))
+
+    def _print_rows(self, rows: list[list[str]], left: tuple[int, ...] = (0, 1)) -> None:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             cells = [
-                cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+                cell.ljust(w) if i in left else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
             ]
             self.stdout.write("  " + "  ".join(cells).rstrip())
 
-    def _print_server(self, server: Mapping[str, Any]) -> None:
+    def _print_server(self, server: Mapping[str, Any], label: str = "") -> None:
+        name = f"Server {label}" if label else "Server"
         if "error" in server:
-            self.stdout.write(self.style.WARNING(f"  Server: {server['error']}"))
+            self.stdout.write(self.style.WARNING(f"  {name}: {server['error']}"))
             return
         user_limit = server["max_user_connections"] or "unlimited"
         self.stdout.write(
-            f"  Server: max_connections={server['max_connections']}, "
+            f"  {name}: max_connections={server['max_connections']}, "
             f"Threads_connected={server['threads_connected']}, "
             f"this user's connections={server['user_connections']} (max_user_connections={user_limit}), "
             f"wait_timeout={server['wait_timeout']} s"
