@@ -15,7 +15,16 @@ from tests.clusters.node import ClusterNode
 from tests.faults.conftest import Clients, PoolTarget, Work
 from tests.faults.mariadb import DATABASE
 
-__all__ = ["acknowledged", "count_rows", "create_writes", "host_sizes", "insert", "only_on", "stored_rows"]
+__all__ = [
+    "acknowledged",
+    "count_rows",
+    "create_writes",
+    "host_sizes",
+    "insert",
+    "only_on",
+    "recovered",
+    "stored_rows",
+]
 
 
 def create_writes(node: ClusterNode, table: str) -> str:
@@ -54,6 +63,15 @@ def count_rows(table: str) -> Work:
 def acknowledged(clients: Clients) -> set[tuple[int, int]]:
     """The ``(client, seq)`` of every request that succeeded."""
     return {(o.client, o.seq) for o in clients.successes() if o.seq >= 0}
+
+
+def recovered(clients: Clients, since: float) -> float | None:
+    """When the last client completed its first successful request started after *since*
+    (``None``: a client never did). :meth:`Clients.recovered_at` without waiting or failing."""
+    firsts: dict[int, float] = {}
+    for outcome in clients.successes(started_after=since):
+        firsts.setdefault(outcome.client, outcome.ended)
+    return max(firsts.values()) if len(firsts) == clients.n else None
 
 
 def stored_rows(node: ClusterNode, table: str) -> set[tuple[int, int]]:

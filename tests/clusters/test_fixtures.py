@@ -18,6 +18,7 @@ import pytest
 
 from tests.clusters.conftest import app_connect
 from tests.clusters.servers import GaleraCluster, GaleraNode, ReplicationPair
+from tests.faults.conftest import wait_until
 from tests.faults.mariadb import DATABASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
@@ -107,25 +108,45 @@ def test_a_desynced_node_is_not_synced_but_still_answers(galera_cluster: GaleraC
     galera_cluster.wait_synced(node2, timeout=30.0)
 
 
-def test_rejected_queries_fail_with_1047_but_select_1_and_ping_pass(galera_cluster: GaleraCluster) -> None:
-    """``wsrep_reject_queries=ALL``: statements that read a table fail; ``SELECT 1``, ``SET``, ``SHOW``
-    and ``COM_PING`` still succeed, so neither a ping nor ``SELECT 1`` can tell such a node apart."""
+#: What a pool might send to check a node, and what else an application sends.
+PROBES = ("SELECT 1", "SELECT @@global.read_only", "SHOW GLOBAL STATUS LIKE 'wsrep_ready'", "DO 1")
+
+
+def _answers(conn: Any, table: str) -> dict[str, object]:
+    """``"ok"`` or the error number, for each of :data:`PROBES` and a read of *table*."""
+    answers: dict[str, object] = {}
+    for sql in (*PROBES, f"SELECT COUNT(*) FROM {table}"):
+        try:
+            _execute(conn, sql)
+            answers[sql] = "ok"
+        except MySQLdb.OperationalError as exc:
+            answers[sql] = exc.args[0]
+    return answers
+
+
+#: A Galera node that is not ready, or rejects queries: statements without a table pass, except DO.
+NOT_READY_ANSWERS = dict.fromkeys(PROBES[:3], "ok") | {"DO 1": WSREP_NOT_READY}
+
+
+def test_rejected_queries_fail_with_1047_but_select_without_a_table_and_ping_pass(
+    galera_cluster: GaleraCluster,
+) -> None:
+    """``wsrep_reject_queries=ALL``: ``SELECT 1``, ``SELECT @@global.read_only``, ``SHOW`` and
+    ``COM_PING`` still succeed, and the node still says ``Synced``; ``DO 1`` and every statement
+    that reads a table fail with 1047. ``ALL_KILL`` also cuts the connections open."""
     node1, node2, _ = galera_cluster.nodes
     setup = app_connect(node1)
     _table(setup, "rejected")
     setup.close()
     conn = app_connect(node2)
     galera_cluster.reject_queries(node2, "ALL")
-    with pytest.raises(MySQLdb.OperationalError) as caught:
-        _execute(conn, "SELECT COUNT(*) FROM rejected")
-    assert caught.value.args[0] == WSREP_NOT_READY, caught.value
-    assert "WSREP has not yet prepared node" in caught.value.args[1]
-    assert _execute(conn, "SELECT 1") == [(1,)]
+    assert _answers(conn, "rejected") == NOT_READY_ANSWERS | {"SELECT COUNT(*) FROM rejected": WSREP_NOT_READY}
     conn.ping()
-    assert node2.status("wsrep_ready") == "ON"  # the node itself still says it is ready
+    assert (node2.status("wsrep_ready"), node2.status("wsrep_local_state_comment")) == ("ON", "Synced")
     fresh = app_connect(node2)  # new connections are accepted
-    with pytest.raises(MySQLdb.OperationalError, match="WSREP has not yet prepared node"):
+    with pytest.raises(MySQLdb.OperationalError, match="WSREP has not yet prepared node") as caught:
         _execute(fresh, "INSERT INTO rejected VALUES (1, 'node2')")
+    assert caught.value.args[0] == WSREP_NOT_READY, caught.value
     fresh.close()
     galera_cluster.reject_queries(node2, "ALL_KILL")  # and existing connections are cut
     with pytest.raises(MySQLdb.OperationalError) as cut:
@@ -134,8 +155,33 @@ def test_rejected_queries_fail_with_1047_but_select_1_and_ping_pass(galera_clust
     conn.close()
     galera_cluster.reject_queries(node2, "NONE")
     again = _reader(node2)
-    assert _execute(again, "SELECT COUNT(*) FROM rejected") == [(0,)]
+    assert _answers(again, "rejected") == dict.fromkeys([*PROBES, "SELECT COUNT(*) FROM rejected"], "ok")
     again.close()
+
+
+def test_a_node_without_quorum_answers_like_a_rejecting_one(
+    galera_cluster: GaleraCluster, figures: Callable[..., None]
+) -> None:
+    """Two nodes of three killed: the survivor is ``non-Primary``, ``wsrep_ready=OFF``, and answers
+    like a node with ``wsrep_reject_queries=ALL``. ``pc.bootstrap`` makes it primary again."""
+    node1, node2, node3 = galera_cluster.nodes
+    setup = app_connect(node1)
+    _table(setup, "quorum")
+    setup.close()
+    conn = app_connect(node1)  # no wsrep_sync_wait: with it, a SELECT fails too (1205, the wait times out)
+    node2.kill()
+    node3.kill()
+    try:
+        lost_s = wait_until(
+            lambda: node1.status("wsrep_cluster_status") == "non-Primary", 30.0, "node1 kept a primary component"
+        )
+        assert node1.status("wsrep_ready") == "OFF"
+        answers = _answers(conn, "quorum")
+    finally:
+        node1.query("SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'")
+        conn.close()
+    figures(quorum_lost_s=lost_s, answers=answers)
+    assert answers == NOT_READY_ANSWERS | {"SELECT COUNT(*) FROM quorum": WSREP_NOT_READY}
 
 
 # -- primary and replica -------------------------------------------------------------------
