@@ -13,6 +13,12 @@ command -v valgrind >/dev/null 2>&1 || _need_apt+=(valgrind)  # bench: instructi
 # Only the docs build needs Graphviz (dot draws the diagrams of docs/diagrams/).
 _want_apt=()
 command -v dot >/dev/null 2>&1 || _want_apt+=(graphviz)
+# The cluster tests (tests/clusters) start a private Galera cluster: the galera-4 provider, and
+# mariadb-backup (with socat) for its state transfers. Without them those tests skip.
+_want_cluster=()
+[ -e /usr/lib/galera/libgalera_smm.so ] || _want_cluster+=(galera-4)
+command -v mariadb-backup >/dev/null 2>&1 || command -v mariabackup >/dev/null 2>&1 || _want_cluster+=(mariadb-backup)
+command -v socat >/dev/null 2>&1 || _want_cluster+=(socat)
 if [ ${#_need_apt[@]} -gt 0 ] || [ ${#_want_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "Installing system packages: ${_need_apt[*]} ${_want_apt[*]}" >&2
@@ -23,6 +29,16 @@ if [ ${#_need_apt[@]} -gt 0 ] || [ ${#_want_apt[@]} -gt 0 ]; then
         exit 1
     else
         echo "Note: ${_want_apt[*]} is not installed: the docs build (Graphviz diagrams) will fail." >&2
+    fi
+fi
+if [ ${#_want_cluster[@]} -gt 0 ]; then
+    _cluster_note="Note: ${_want_cluster[*]} not installed: the Galera cluster tests (tests/clusters) will skip."
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "Installing system packages for the cluster tests: ${_want_cluster[*]}" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${_want_cluster[@]}" >/dev/null; } \
+            || echo "$_cluster_note (apt-get install failed)" >&2
+    else
+        echo "$_cluster_note" >&2
     fi
 fi
 
