@@ -50,7 +50,9 @@ def is_host_list(settings_dict: Mapping[str, Any]) -> bool:
 
 
 def label(host: str, port: int) -> str:
-    """``"host:port"`` (an IPv6 address in brackets)."""
+    """``"host:port"`` (an IPv6 address in brackets; lower case: host names are case-insensitive,
+    so ``DB1`` and ``db1`` are one host)."""
+    host = host.lower()
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

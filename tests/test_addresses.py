@@ -289,3 +289,9 @@ def test_one_port_applies_to_every_host(hosts: list[str], port: int) -> None:
 
 def server_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {"HOST": settings["HOST"], "PORT": settings["PORT"]}
+
+
+def test_host_names_are_case_insensitive() -> None:
+    assert parse_hosts("default", {"HOST": "DB1:3306,db2", "PORT": ""}) == ("db1:3306", "db2:3306")
+    with pytest.raises(ImproperlyConfigured, match="db1:3306 is listed twice"):
+        parse_hosts("default", {"HOST": "DB1:3306,db1:3306", "PORT": ""})
