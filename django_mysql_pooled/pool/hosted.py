@@ -94,6 +94,7 @@ class HostedPoolState(PoolState[C]):
                 revived = hosts.mark_up(host)
             if revived:
                 logger.info("pool %r: host %s is up again", self.name, host.label)
+                self._retire_idle_of_down_hosts()
             return conn, host
         assert error is not None  # noqa: S101 - at least one host was tried
         raise error
@@ -173,11 +174,18 @@ class HostedPoolState(PoolState[C]):
         with self._lock:
             due = [] if self._closed else hosts.due_probes(self._clock())
         for host in due:
+            suspected = host.state == UP
+            if suspected and self._nconns >= self.max_size:
+                with self._lock:
+                    hosts.suspect(host)  # probed when the pool has room: never beyond max_size for an up host
+                continue
             try:
                 conn = connect_host(host.label, min(self.timeout, PROBE_TIMEOUT))  # type: ignore[attr-defined]
-            except Exception as exc:  # noqa: BLE001 - the host stays down, with a longer backoff
+            except Exception as exc:  # noqa: BLE001 - logged; the host's state follows
                 logger.info("pool %r: probe of host %s failed: %s", self.name, host.label, exc)
-                self._mark_down(host, self._host_error(exc) or repr(exc)[:200], connecting=True)
+                reason = self._host_error(exc)
+                if reason is not None or not suspected:  # an up host goes down for the host's errors only
+                    self._mark_down(host, reason or repr(exc)[:200], connecting=True)
                 continue
             self._probe_succeeded(host, conn)
 
@@ -200,8 +208,19 @@ class HostedPoolState(PoolState[C]):
                     self._nconns -= 1
         if revived:
             logger.info("pool %r: host %s is up again (probe)", self.name, host.label)
+            self._retire_idle_of_down_hosts()
         if not keep:
             self._safe_close(conn)
+
+    def _retire_idle_of_down_hosts(self) -> None:
+        """A host is up again: close the idle connections kept on hosts that are down (kept while
+        no host was up, ``_mark_down``), so that no checkout gets one."""
+        with self._lock:
+            stale = [entry for entry in self._idle if entry.host is not None and entry.host.state != UP]
+            for entry in stale:
+                self._idle.remove(entry)
+        for entry in stale:
+            self._discard(entry, stats.CLOSES_HOST_DOWN)
 
     def _host_stats_locked(self) -> dict[str, dict[str, object]]:
         hosts = self._hosts

@@ -24,7 +24,7 @@ from django_mysql_pooled.pool.hosts import HostSet
 from django_mysql_pooled.pool.pool import ConnectionPool
 from django_mysql_pooled.session.credentials import connect_with_credentials, with_credentials
 from django_mysql_pooled.session.errors import DRIVER_ERRORS, CredentialsError
-from django_mysql_pooled.session.hosts import check_role, host_error
+from django_mysql_pooled.session.hosts import check_role, connect_within, host_error
 from django_mysql_pooled.session.native import detach_after_fork, interrupt, socket_alive
 from django_mysql_pooled.session.restore import SessionRestorer
 from django_mysql_pooled.session.statements import remember_new_session
@@ -127,7 +127,11 @@ def _hosting(alias: str, params: dict[str, Any], config: PoolConfig) -> dict[str
         bounded = {**params, "host": host, "port": port}
         if "connect_timeout" in params:  # never longer than this host's share of the deadline
             bounded["connect_timeout"] = max(1, min(int(params["connect_timeout"]), math.ceil(timeout)))
-        conn = open_connection(alias, bounded, timeout, credentials=config.credentials, config=config, ready=True)
+        conn = connect_within(
+            lambda: open_connection(alias, bounded, timeout, credentials=config.credentials, config=config, ready=True),
+            max(1, math.ceil(timeout)) + 1.0,  # the handshake's connect_timeout, then a second for the queries
+            label,
+        )
         identity.remember_address(conn, host, port)
         return conn
 

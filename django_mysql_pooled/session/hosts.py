@@ -17,16 +17,29 @@ database, a credentials provider failing): those reach the caller at once.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import MySQLdb
 
-__all__ = ["HOST_DOWN_CODES", "READ_ONLY", "WSREP_NOT_READY", "HostRejected", "check_role", "host_error"]
+__all__ = [
+    "HOST_DOWN_CODES",
+    "READ_ONLY",
+    "WSREP_NOT_READY",
+    "HostRejected",
+    "check_role",
+    "connect_within",
+    "host_error",
+]
 
 #: ER_UNKNOWN_COM_ERROR, which a Galera node that is not ready returns for every statement.
 WSREP_NOT_READY = 1047
 #: ER_OPTION_PREVENTS_STATEMENT: a write on a server with ``read_only`` (a replica, a demoted primary).
 READ_ONLY = 1290
+#: CR_SERVER_LOST: the connection was cut off while waiting for an answer.
+LOST = 2013
 #: Galera's ``wsrep_local_state`` of a node that serves: 4 (Synced).
 SYNCED = "4"
 
@@ -110,6 +123,48 @@ def _check_synced(cursor: Any, where: str) -> None:
             f"{where} is a Galera node in state {_text(row[1])} ({comment}), not 4 (Synced), and "
             "OPTIONS['pool']['require_synced'] is set",
         )
+
+
+def connect_within(connect: Callable[[], Any], seconds: float, where: str) -> Any:
+    """``connect()`` in a thread of its own, given up after *seconds*.
+
+    ``connect_timeout`` bounds the TCP connect and the handshake only: a
+    server that logs the client in and then never answers (a hung or
+    malicious host, a black hole right after the login) would hang the
+    queries mysqlclient sends while connecting (``SET autocommit``) and the
+    readiness check, for ever. Given up, the connect goes on in its thread;
+    the connection it may still open is closed at once.
+
+    :raises MySQLdb.OperationalError: ``(2013, ...)`` (a host error) when given up;
+        whatever *connect* raised otherwise.
+    """
+    lock = threading.Lock()
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+            conn = None
+        with lock:
+            if box.get("abandoned") and conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                return
+            box["conn"] = conn
+            done.set()
+
+    threading.Thread(target=run, name=f"django_mysql_pooled-connect-{where}", daemon=True).start()
+    if not done.wait(seconds):
+        with lock:
+            if not done.is_set():
+                box["abandoned"] = True
+                raise MySQLdb.OperationalError(LOST, f"no answer from {where} within {seconds:.0f} s of connecting")
+    if "error" in box:
+        raise box["error"]
+    return box["conn"]
 
 
 def _text(value: object) -> str:

@@ -191,12 +191,27 @@ class HostsMachine(RuleBasedStateMachine):
             if (host.state == DOWN and self.clock() >= host.down_until) or (host.state == UP and host.suspected)
         ]
         logins = {label: bool(self.servers.host_failures.get(label)) for label in due}
+        # A suspected host that is up goes down for the host's errors only (a refused login is not one).
+        benign = {
+            host.label
+            for host in self.pool.hosts.hosts
+            if host.state == UP
+            and isinstance(next(iter(self.servers.host_failures.get(host.label) or []), None), NotTheHost)
+        }
+        # A suspected host that is up is not probed while the pool is full (never beyond max_size).
+        skipped = {host.label for host in self.pool.hosts.hosts if host.state == UP and host.suspected}
+        if self.pool.get_stats()["pool_size"] < MAX_SIZE:
+            skipped = set()
         self.pool.probe_hosts()
         self.note_states()
         self.pending_logins = self.queued_logins()
         for label in due:
             values = self.pool.get_host_stats()[label]
-            if label in self.servers.down or logins[label]:
+            if label in skipped:
+                assert values["state"] == UP, f"{label}: probed beyond max_size, {values}"
+            elif label in benign:  # the queued refusal answers the probe before the server's state
+                assert values["state"] == UP, f"{label}: a refused login took it down, {values}"
+            elif label in self.servers.down or logins[label]:
                 assert values["state"] == DOWN and self.count(label, "host_retry_in_ms") > 0, f"{label}: {values}"
             else:
                 assert values["state"] == UP, f"{label}: its server accepts connections, yet {values}"
