@@ -29,9 +29,12 @@ def register_scheme(env_class: type[environ.Env] = environ.Env) -> None:
     The scheme also joins django-environ's ``POSTGRES_FAMILY``: the schemes
     whose URL may list several hosts (``u:p@db1:3306,db2:3306/app``), which
     django-environ parses into ``HOST: "db1,db2"`` and ``PORT: "3306,3306"``
-    (see :mod:`django_mysql_pooled.addresses`). Its other PostgreSQL rule,
-    a path starting with ``/`` taken as a socket directory, needs a URL with
-    an empty database name followed by a path, which a MySQL URL never has.
+    (see :mod:`django_mysql_pooled.addresses`). Its other PostgreSQL rules
+    apply too: a path that starts with ``/`` (``db1//run/mysqld.sock/app``,
+    or ``%2F`` encoded) is taken as ``HOST`` (a Unix socket) and ``NAME``, and
+    ``%2C`` in a host name splits it into two hosts. A ``DATABASE_URL`` must
+    therefore come whole from trusted configuration, never be assembled from
+    request or tenant input (docs/security.rst).
     """
     env_class.DB_SCHEMES[SCHEME] = ENGINE
     if SCHEME not in env_class.POSTGRES_FAMILY:

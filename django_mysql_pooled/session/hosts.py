@@ -55,13 +55,14 @@ class HostRejected(MySQLdb.OperationalError):
 def host_error(exc: BaseException, *, require_primary: bool = False) -> str | None:
     """Why *exc* makes its host unusable (a short reason for logs and stats), or ``None``."""
     if isinstance(exc, HostRejected):
-        return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        return _printable(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
     if not isinstance(exc, MySQLdb.OperationalError | MySQLdb.InternalError | MySQLdb.InterfaceError):
         return None
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     if code in HOST_DOWN_CODES or (code == READ_ONLY and require_primary):
         message = exc.args[1] if len(exc.args) > 1 else ""
-        return f"({code}) {message}"[:200]
+        # The text may be a tenant's (SIGNAL ... MESSAGE_TEXT): no control characters into logs or poolstats.
+        return _printable(f"({code}) {message}"[:200])
     return None
 
 
@@ -165,6 +166,10 @@ def connect_within(connect: Callable[[], Any], seconds: float, where: str) -> An
     if "error" in box:
         raise box["error"]
     return box["conn"]
+
+
+def _printable(text: str) -> str:
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def _text(value: object) -> str:
