@@ -23,20 +23,17 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import MySQLdb
 import pytest
-from django.db import connections
 
 from tests.clusters.servers import GaleraCluster, ReplicationPair, galera_missing
 from tests.faults import conftest as faults_conftest
 from tests.faults.conftest import PoolTarget, figures
-from tests.faults.mariadb import DATABASE, PASSWORD, USER, Unavailable, find_programs
+from tests.faults.mariadb import DATABASE, PASSWORD, USER, Unavailable, find_programs, running_or_skip
 
 __all__ = ["TargetFactory", "app_connect", "figures"]
 
@@ -64,16 +61,8 @@ def galera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GaleraCluster]:
     if missing is not None:
         pytest.skip(f"no Galera cluster here: {missing}")
     cluster = GaleraCluster(tmp_path_factory.mktemp("galera"))
-    try:
-        cluster.start()
-        cluster.provision()
-    except (Unavailable, MySQLdb.Error) as exc:
-        cluster.stop()
-        pytest.skip(f"the Galera cluster could not start: {exc}")
-    try:
+    with running_or_skip(cluster, "the Galera cluster"):
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
@@ -92,16 +81,8 @@ def replication(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicatio
         pair = ReplicationPair(tmp_path_factory.mktemp("replication"))
     except Unavailable as exc:
         pytest.skip(f"no private MariaDB servers here: {exc}")
-    try:
-        pair.start()
-        pair.provision()
-    except (Unavailable, MySQLdb.Error) as exc:
-        pair.stop()
-        pytest.skip(f"the replication pair could not start: {exc}\n{pair.log_tails()}")
-    try:
+    with running_or_skip(pair, "the replication pair", lambda: "\n" + pair.log_tails()):
         yield pair
-    finally:
-        pair.stop()
 
 
 @pytest.fixture
@@ -129,27 +110,9 @@ def replication_target(replication_pair: ReplicationPair, django_db_blocker: Any
 
 @contextlib.contextmanager
 def _targets(default_hosts: str, django_db_blocker: Any) -> Iterator[TargetFactory]:
-    made: list[PoolTarget] = []
+    with faults_conftest.pool_targets("clusters", django_db_blocker) as add:
 
-    def make(pool: dict[str, Any], hosts: str | None = None, **options: Any) -> PoolTarget:
-        settings = copy.deepcopy(connections["default"].settings_dict)
-        kept = {k: v for k, v in (settings.get("OPTIONS") or {}).items() if k != "pool" and not k.startswith("pool_")}
-        settings.update(
-            NAME=DATABASE,
-            USER=USER,
-            PASSWORD=PASSWORD,
-            HOST=hosts or default_hosts,
-            PORT="",
-            CONN_MAX_AGE=0,
-            OPTIONS={**kept, **options, "pool": pool},
-        )
-        target = PoolTarget(f"clusters{next(_aliases)}", settings)
-        made.append(target)
-        return target
+        def make(pool: dict[str, Any], hosts: str | None = None, **options: Any) -> PoolTarget:
+            return add(faults_conftest.target_settings(hosts or default_hosts, "", pool, **options))
 
-    with django_db_blocker.unblock():
-        try:
-            yield make
-        finally:
-            for target in made:
-                target.close()
+        yield make

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -38,7 +39,7 @@ from django_mysql_pooled.cancel import scope as cancel_scope_module
 from django_mysql_pooled.cancel.killers import all_killers
 from django_mysql_pooled.pool import registry
 from django_mysql_pooled.pool.pool import ConnectionPool
-from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable
+from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable, running_or_skip
 from tests.faults.proxy import Proxy
 
 #: Seconds added to every timing bound: two cores shared with other test runs.
@@ -81,16 +82,8 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB
         server = PrivateMariaDB(tmp_path_factory.mktemp("mariadb"))
     except Unavailable as exc:
         pytest.skip(f"no private MariaDB server: {exc}")
-    try:
-        server.start()
-        server.provision()
-    except (Unavailable, MySQLdb.Error) as exc:
-        server.stop()
-        pytest.skip(f"the private MariaDB server could not start: {exc}")
-    try:
+    with running_or_skip(server, "the private MariaDB server"):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -211,34 +204,50 @@ class PoolTarget:
 PoolTargetFactory = Callable[..., PoolTarget]
 
 
-@pytest.fixture
-def pool_target(private_server: PrivateMariaDB, django_db_blocker: Any) -> Iterator[PoolTargetFactory]:
-    """``pool_target(pool_options, via=proxy, **driver_options)``: a new alias on the private server."""
+def target_settings(host: str, port: str, pool: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """The ``default`` alias's settings pointed at *host*/*port* as the application user, with *pool*."""
+    settings = copy.deepcopy(connections["default"].settings_dict)
+    kept = {k: v for k, v in (settings.get("OPTIONS") or {}).items() if k != "pool" and not k.startswith("pool_")}
+    settings.update(
+        NAME=DATABASE,
+        USER=USER,
+        PASSWORD=PASSWORD,
+        HOST=host,
+        PORT=port,
+        CONN_MAX_AGE=0,
+        OPTIONS={**kept, **options, "pool": pool},
+    )
+    return settings
+
+
+@contextlib.contextmanager
+def pool_targets(prefix: str, django_db_blocker: Any) -> Iterator[Callable[[dict[str, Any]], PoolTarget]]:
+    """``add(settings)``: a :class:`PoolTarget` of a new alias ``<prefix><n>``; every pool closed at the end."""
     made: list[PoolTarget] = []
 
-    def make(pool: dict[str, Any], *, via: Proxy | None = None, **options: Any) -> PoolTarget:
-        settings = copy.deepcopy(connections["default"].settings_dict)
-        kept = {k: v for k, v in (settings.get("OPTIONS") or {}).items() if k != "pool" and not k.startswith("pool_")}
-        host, port = (via.host, via.port) if via is not None else (private_server.host, private_server.port)
-        settings.update(
-            NAME=DATABASE,
-            USER=USER,
-            PASSWORD=PASSWORD,
-            HOST=host,
-            PORT=str(port),
-            CONN_MAX_AGE=0,
-            OPTIONS={**kept, **options, "pool": pool},
-        )
-        target = PoolTarget(f"faults{next(_aliases)}", settings)
+    def add(settings: dict[str, Any]) -> PoolTarget:
+        target = PoolTarget(f"{prefix}{next(_aliases)}", settings)
         made.append(target)
         return target
 
     with django_db_blocker.unblock():
         try:
-            yield make
+            yield add
         finally:
             for target in made:
                 target.close()
+
+
+@pytest.fixture
+def pool_target(private_server: PrivateMariaDB, django_db_blocker: Any) -> Iterator[PoolTargetFactory]:
+    """``pool_target(pool_options, via=proxy, **driver_options)``: a new alias on the private server."""
+    with pool_targets("faults", django_db_blocker) as add:
+
+        def make(pool: dict[str, Any], *, via: Proxy | None = None, **options: Any) -> PoolTarget:
+            host, port = (via.host, via.port) if via is not None else (private_server.host, private_server.port)
+            return add(target_settings(host, str(port), pool, **options))
+
+        yield make
 
 
 # -- client threads -------------------------------------------------------------------

@@ -21,13 +21,23 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import MySQLdb
 import pytest
 
-__all__ = ["DATABASE", "PASSWORD", "USER", "PrivateMariaDB", "Unavailable", "find_programs", "requires_mariadbd"]
+__all__ = [
+    "DATABASE",
+    "PASSWORD",
+    "USER",
+    "PrivateMariaDB",
+    "Unavailable",
+    "find_programs",
+    "requires_mariadbd",
+    "running_or_skip",
+]
 
 DATABASE = "faults"
 USER = "app"
@@ -71,6 +81,22 @@ _MISSING = _missing_programs()
 
 #: Mark for tests that need the private server: they skip, saying why, when it cannot run here.
 requires_mariadbd = pytest.mark.skipif(_MISSING is not None, reason=f"no private MariaDB server: {_MISSING}")
+
+
+@contextlib.contextmanager
+def running_or_skip(servers: Any, what: str, logs: Callable[[], str] = lambda: "") -> Iterator[Any]:
+    """Start and provision *servers* (a server, cluster or pair), yield them, always stop them;
+    skip the test, saying why (and *logs*), when they cannot start here."""
+    try:
+        servers.start()
+        servers.provision()
+    except (Unavailable, MySQLdb.Error) as exc:
+        servers.stop()
+        pytest.skip(f"{what} could not start: {exc}{logs()}")
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 def _free_port(first: int = 33100, last: int = 33999) -> int:

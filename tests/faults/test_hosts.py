@@ -17,6 +17,7 @@ from django_mysql_pooled.pool.hosts import DOWN, UP
 from tests.conftest import WrapperFactory
 from tests.faults.conftest import PoolTargetFactory, fill
 from tests.faults.mariadb import PrivateMariaDB, requires_mariadbd
+from tests.hostutil import scalar, state, wait_for
 from tests.session.test_hosts_real import SHARED, closed_port
 
 pytestmark = [requires_mariadbd, pytest.mark.timeout(120)]
@@ -54,24 +55,6 @@ def private_then_shared(private_server: PrivateMariaDB, pooled: WrapperFactory) 
         return pooled({"max_size": 2, **pool}, alias=alias, HOST=f"{label},{SHARED}", PORT="")
 
     return make
-
-
-def scalar(db: Any, sql: str) -> Any:
-    with db.cursor() as cursor:
-        cursor.execute(sql)
-        return cursor.fetchone()[0]
-
-
-def state(db: Any, label: str) -> dict[str, Any]:
-    stats: dict[str, dict[str, Any]] = db.pool.get_host_stats()
-    return stats[label]
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.mark.django_db(transaction=True)

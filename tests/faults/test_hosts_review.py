@@ -26,7 +26,8 @@ from tests.conftest import WrapperFactory
 from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd
 from tests.faults.proxy import Proxy
 from tests.faults.stallproxy import StallAfterAuth
-from tests.faults.test_hosts import read_only, scalar, state, wait_for  # noqa: F401 - read_only: a fixture
+from tests.faults.test_hosts import read_only  # noqa: F401 - a fixture
+from tests.hostutil import scalar, state, wait_for
 from tests.session.test_hosts_real import SHARED
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,21 +67,13 @@ def _root(server: PrivateMariaDB, sql: str) -> None:
         conn.close()
 
 
-@pytest.fixture
-def second_door(private_server: PrivateMariaDB) -> Iterator[Proxy]:
-    forward = Proxy((private_server.host, private_server.port))
-    forward.start()
-    yield forward
-    forward.stop()
-
-
 @requires_mariadbd
 @pytest.mark.django_db(transaction=True)
 def test_sr2_a_tenants_signal_does_not_take_a_healthy_host_out(
-    pooled: WrapperFactory, private_server: PrivateMariaDB, second_door: Proxy
+    pooled: WrapperFactory, private_server: PrivateMariaDB, proxy: Proxy
 ) -> None:
     label = f"{private_server.host}:{private_server.port}"
-    other = f"127.0.0.1:{second_door.port}"
+    other = f"127.0.0.1:{proxy.port}"
 
     def make() -> Any:
         return pooled(

@@ -22,7 +22,8 @@ from django_mysql_pooled.config import PoolConfig
 from django_mysql_pooled.pool.hosts import DOWN, UP
 from django_mysql_pooled.session import factory
 from tests.conftest import WrapperFactory
-from tests.session.test_hosts_real import SHARED, closed_port, scalar
+from tests.hostutil import scalar
+from tests.session.test_hosts_real import SHARED, closed_port
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from django_mysql_pooled import CancelToken, QueryCancelled, identity
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.pool.hosts import DOWN, UP
 from tests.conftest import WrapperFactory
+from tests.hostutil import scalar, wait_for
+from tests.hostutil import state as host
 
 SHARED = "127.0.0.1:3306"
 REFUSED = (2002, 2003)  # nothing listening (Connector/C says 2002 for TCP too)
@@ -48,24 +50,6 @@ def shared_first(pooled: WrapperFactory, dead: str) -> Callable[..., Any]:
         return pooled({"max_size": 4, **pool}, alias=alias, HOST=f"{SHARED},{dead}", PORT="")
 
     return make
-
-
-def scalar(db: Any, sql: str) -> Any:
-    with db.cursor() as cursor:
-        cursor.execute(sql)
-        return cursor.fetchone()[0]
-
-
-def host(db: Any, label: str) -> dict[str, Any]:
-    stats: dict[str, dict[str, Any]] = db.pool.get_host_stats()
-    return stats[label]
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def test_a_checkout_fails_over_from_a_dead_host_to_the_next(pooled: WrapperFactory, dead: str) -> None:
