@@ -32,11 +32,7 @@ from tests.conftest import WrapperFactory
 REFUSED = ("(2002)", "(2003)")
 
 
-@pytest.fixture(autouse=True)
-def stats_path(settings: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "stats"
-    settings.DJANGO_MYSQL_POOLED_STATS_DIR = str(path)
-    return path
+pytestmark = pytest.mark.usefixtures("stats_path")  # tests/monitoring/conftest.py
 
 
 @pytest.fixture

@@ -24,13 +24,7 @@ from django_mysql_pooled.monitoring.publisher import Publisher, publisher_for, s
 from django_mysql_pooled.monitoring.snapshots import read_snapshots
 from tests.conftest import WrapperFactory
 
-
-@pytest.fixture(autouse=True)
-def stats_path(settings: Any, tmp_path: Path) -> Path:
-    """Every snapshot of these tests goes to a temporary directory."""
-    path = tmp_path / "stats"
-    settings.DJANGO_MYSQL_POOLED_STATS_DIR = str(path)
-    return path
+pytestmark = pytest.mark.usefixtures("stats_path")  # tests/monitoring/conftest.py
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -112,19 +112,8 @@ class FakeHosts(FakeFactory):
             backoff=options.pop("backoff", 1.0),
             backoff_max=options.pop("backoff_max", 30.0),
         )
-        options.setdefault("maintenance_interval", 3600.0)
         options.setdefault("name", "hosts")
-        return ConnectionPool(
-            self.connect,
-            reset=self.reset,
-            close=self.close,
-            detach=self.detach,
-            clock=clock or self.clock,
-            hosts=hosts,
-            connect_host=self.connect_host,
-            host_error=self.host_error,
-            **options,
-        )
+        return super().pool(clock, hosts=hosts, connect_host=self.connect_host, host_error=self.host_error, **options)
 
 
 def host_of(conn: FakeConnection) -> str:
