@@ -92,9 +92,10 @@ class HostedPoolState(PoolState[C]):
                 if tried:
                     self._stats[stats.FAILOVERS] = self._stats.get(stats.FAILOVERS, 0) + 1
                 revived = hosts.mark_up(host)
+                stale = self._take_idle_of_down_hosts_locked() if revived else []
             if revived:
                 logger.info("pool %r: host %s is up again", self.name, host.label)
-                self._retire_idle_of_down_hosts()
+                self._close_stale(stale)
             return conn, host
         assert error is not None  # noqa: S101 - at least one host was tried
         raise error
@@ -195,6 +196,7 @@ class HostedPoolState(PoolState[C]):
         now = self._clock()
         with self._lock:
             revived = hosts.mark_up(host)
+            stale = self._take_idle_of_down_hosts_locked() if revived else []
             self._stats[stats.CONNECTIONS_NUM] += 1
             keep = not self._closed and self._nconns < self.max_size
             if keep:
@@ -208,17 +210,20 @@ class HostedPoolState(PoolState[C]):
                     self._nconns -= 1
         if revived:
             logger.info("pool %r: host %s is up again (probe)", self.name, host.label)
-            self._retire_idle_of_down_hosts()
+            self._close_stale(stale)
         if not keep:
             self._safe_close(conn)
 
-    def _retire_idle_of_down_hosts(self) -> None:
-        """A host is up again: close the idle connections kept on hosts that are down (kept while
-        no host was up, ``_mark_down``), so that no checkout gets one."""
-        with self._lock:
-            stale = [entry for entry in self._idle if entry.host is not None and entry.host.state != UP]
-            for entry in stale:
-                self._idle.remove(entry)
+    def _take_idle_of_down_hosts_locked(self) -> list[Entry[C]]:
+        """A host is up again: take the idle connections kept on hosts that are down (kept while no
+        host was up, ``_mark_down``) out of the idle list, in the same lock hold as ``mark_up``, so
+        that no checkout gets one; the caller closes them (:meth:`_close_stale`)."""
+        stale = [entry for entry in self._idle if entry.host is not None and entry.host.state != UP]
+        for entry in stale:
+            self._idle.remove(entry)
+        return stale
+
+    def _close_stale(self, stale: list[Entry[C]]) -> None:
         for entry in stale:
             self._discard(entry, stats.CLOSES_HOST_DOWN)
 
