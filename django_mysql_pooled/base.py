@@ -10,6 +10,7 @@ backend does with psycopg_pool (Django >= 5.1).
 from __future__ import annotations
 
 import logging
+import operator
 from typing import Any
 
 import MySQLdb
@@ -37,6 +38,8 @@ __all__ = ["DatabaseWrapper"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_LEVEL = object()  # OPTIONS without "isolation_level"
+# What get_connection_params() depends on (OPTIONS compared by identity first, as a tuple item).
+_SERVER_SETTINGS = operator.itemgetter("OPTIONS", "NAME", "USER", "PASSWORD", "HOST", "PORT")
 _warned_unpooled: set[str] = set()  # aliases whose other-settings wrapper was logged
 
 
@@ -55,10 +58,16 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pool_reused = False
         self._pending_setup: list[str] | None = None
         self._setup_broken = False
-        #: (OPTIONS, its isolation_level, the server settings, Django's isolation
-        #: level, the parameters' key) of the last get_connection_params() that
-        #: did the stock backend's work.
-        self._params_seen: tuple[Any, Any, tuple[Any, ...], str | None, str] | None = None
+        #: (the settings' key (_settings_key), Django's isolation level, the
+        #: parameters' key) of the last get_connection_params() that did the
+        #: stock backend's work.
+        self._params_seen: tuple[tuple[Any, ...], str | None, str] | None = None
+        #: The pool get_connection_params() found this wrapper's settings to be
+        #: the ones of; taken (and forgotten) by the get_new_connection() after it.
+        self._checkout_pool: DjangoPool | None = None
+        #: After a checkout of a restored session: its autocommit mode, which
+        #: connect()'s set_autocommit() then need not set again.
+        self._restored_autocommit: bool | None = None
         fork.track(self)
 
     # -- the pool ---------------------------------------------------------
@@ -103,32 +112,25 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         """The driver's ``connect()`` arguments (without the pool's options); sets ``isolation_level``.
 
         With a pool built, a checkout does not use them: the stock backend's
-        work is repeated only when ``OPTIONS`` is another object, or its
-        ``isolation_level`` or the server settings (``NAME``, ``USER``,
+        work is repeated only when ``OPTIONS`` (compared by identity, plus its
+        ``isolation_level``) or the server settings (``NAME``, ``USER``,
         ``PASSWORD``, ``HOST``, ``PORT``) changed, or when this wrapper's
         parameters are not the pool's (it then connects unpooled, with its
         own); otherwise the pool's are returned (a copy).
 
         :raises ImproperlyConfigured: an invalid ``isolation_level`` (Django's check).
         """
-        pool = registry.get_pool(self.alias) if self.alias != NO_DB_ALIAS else None
-        settings = self.settings_dict
-        options = settings["OPTIONS"]
-        level = options.get("isolation_level", _DEFAULT_LEVEL)
-        server = (settings["NAME"], settings["USER"], settings["PASSWORD"], settings["HOST"], settings["PORT"])
+        key = _SERVER_SETTINGS(self.settings_dict)
+        key += (key[0].get("isolation_level", _DEFAULT_LEVEL),)
         seen = self._params_seen
-        if (
-            pool is not None
-            and seen is not None
-            and seen[0] is options
-            and seen[1] == level
-            and seen[2] == server
-            and seen[4] == pool.params_key  # type: ignore[attr-defined]
-        ):
-            self.isolation_level = seen[3]
+        pool = registry.get_pool(self.alias)  # never one for NO_DB_ALIAS (see pool)
+        if pool is not None and seen is not None and seen[0] == key and seen[2] == pool.params_key:  # type: ignore[attr-defined]
+            self.isolation_level = seen[1]
+            self._checkout_pool = pool  # type: ignore[assignment]
             return dict(pool.restorer.params)  # type: ignore[attr-defined]
+        self._checkout_pool = None
         params = self._driver_params()
-        self._params_seen = (options, level, server, self.isolation_level, params_key(params))
+        self._params_seen = (key, self.isolation_level, params_key(params))
         return params
 
     def _driver_params(self) -> dict[str, Any]:
@@ -158,14 +160,18 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         self._pending_setup = None
         self._setup_broken = False
-        pool = self.pool
-        if pool is None or not self._same_server_settings(pool):
-            self._pool_of_connection = None
-            return super().get_new_connection(conn_params)
+        pool, self._checkout_pool = self._checkout_pool, None
+        if pool is None:  # not right after get_connection_params() found the pool's settings
+            pool = self.pool
+            if pool is None or not self._same_server_settings(pool):
+                self._pool_of_connection = None
+                return super().get_new_connection(conn_params)
         conn = pool.getconn(owner=self)
         self._pool_of_connection = pool
         self.checkout_token = object()
-        self._pool_reused = pool.was_reused(conn)
+        reused = self._pool_reused = pool.was_reused(conn)
+        # A reset session was restored to the pool's autocommit mode (restore.py).
+        self._restored_autocommit = pool.restorer.autocommit if reused and pool.config.reset else None
         return conn
 
     def _same_server_settings(self, pool: DjangoPool) -> bool:
@@ -178,7 +184,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         like the stock backend, unpooled (logged once per alias).
         """
         seen = self._params_seen
-        if seen is None or seen[4] == pool.params_key:
+        if seen is None or seen[2] == pool.params_key:
             return True
         if pool.name not in _warned_unpooled:
             _warned_unpooled.add(pool.name)
@@ -191,9 +197,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection
-        # Only connect()'s call right after a checkout finds a restored session;
+        # Only connect()'s calls right after a checkout find a restored session;
         # a later call does what the stock backend does.
         reused, self._pool_reused = self._pool_reused, False
+        self._restored_autocommit = None
         if pool is None or not reused:
             if pool is not None and identity.identity_of(self.connection) is None:
                 # A new server connection: learn which server it is on (for KILL QUERY)
@@ -257,8 +264,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             raise
 
     def _set_autocommit(self, autocommit: bool) -> None:
+        restored, self._restored_autocommit = self._restored_autocommit, None
         if not self._pending_setup:
-            super()._set_autocommit(autocommit)  # type: ignore[misc]
+            if restored is not autocommit:  # (connect()'s call after a checkout: already so)
+                super()._set_autocommit(autocommit)  # type: ignore[misc]
             return
         # atomic() before any query: one round trip for both.
         with self.wrap_database_errors:
@@ -275,8 +284,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pending_setup = None
         broken = self._setup_broken or roll_back_at_checkin(pool, conn, errors_occurred=self.errors_occurred)
         try:
-            with self.wrap_database_errors:
-                pool.putconn(conn, broken=broken, owner=self)
+            pool.putconn(conn, broken=broken, owner=self)  # a failed reset closes it: never raises for that
         except ValueError:  # the pool reclaimed it (its owner looked gone): not ours any more
             logger.warning("pool %r: a connection returned after the pool had reclaimed it", self.alias)
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django_mysql_pooled.pool.pool import ConnectionPool
@@ -21,11 +22,11 @@ _pools: dict[str, ConnectionPool[Any]] = {}
 _lock = threading.Lock()
 
 
-def get_pool(alias: str) -> ConnectionPool[Any] | None:
-    """Return the live pool of *alias* in this process, or ``None``."""
-    # No getpid() here (a system call per checkout): the fork hook below
-    # empties the registry in a child before any of its code runs.
-    return _pools.get(alias)
+#: ``get_pool(alias)``: the live pool of *alias* in this process, or ``None``.
+#: The dict's own ``get`` (called at every checkout). No getpid() here (a system
+#: call per checkout): the fork hook below empties the registry in a child
+#: before any of its code runs.
+get_pool: Callable[[str], ConnectionPool[Any] | None] = _pools.get
 
 
 def publish_pool(alias: str, pool: ConnectionPool[Any]) -> ConnectionPool[Any]:

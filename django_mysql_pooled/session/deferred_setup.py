@@ -42,6 +42,7 @@ class PendingSetup(Protocol):
     """What the cursor needs from the connection wrapper."""
 
     checkout_token: object | None
+    _pending_setup: list[str] | None
 
     def take_pending_setup(self) -> list[str] | None: ...
 
@@ -72,7 +73,7 @@ class SetupCursorWrapper(CursorWrapper):
     """Django's MySQL ``CursorWrapper`` that prefixes the pending session settings."""
 
     def __init__(self, cursor: Any, db: PendingSetup) -> None:
-        super().__init__(cursor)
+        self.cursor = cursor  # (CursorWrapper.__init__'s one line, without the call)
         self.db = db
         self.token = db.checkout_token
 
@@ -92,14 +93,21 @@ class SetupCursorWrapper(CursorWrapper):
             )
 
     def execute(self, query: str, args: Any = None) -> Any:
-        self._check_checkout()
-        setup = self.db.take_pending_setup()
-        if not setup:
+        db = self.db
+        if self.token is not db.checkout_token or self.token is None:
+            self._check_checkout()  # raises
+        if not db._pending_setup:  # every statement but a checkout's first, often that too
             try:
-                return super().execute(query, args)
-            except Database.Error as exc:
-                self.db.statement_failed(exc)
+                return self.cursor.execute(query, args)
+            except Database.OperationalError as exc:
+                if exc.args[0] in self.codes_for_integrityerror:  # misclassified: as the stock CursorWrapper
+                    raise IntegrityError(*tuple(exc.args))  # noqa: B904 - the stock wrapper's exception chain
+                db.statement_failed(exc)
                 raise
+            except Database.Error as exc:
+                db.statement_failed(exc)
+                raise
+        setup = db.take_pending_setup() or []
         head = "; ".join(setup) + "; "
         cursor = self.cursor
         try:

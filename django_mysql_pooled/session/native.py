@@ -97,7 +97,9 @@ class NativeClient:
         get_pointer.restype = ctypes.c_void_p
         self.reset_connection, self.errno, self.error = reset, errno, error
         self._get_pointer = get_pointer
-        infov = getattr(lib, "mariadb_get_infov", None)
+        # mariadb_get_infov() only reads the MYSQL structure: called without releasing
+        # the GIL (PyDLL), so that reading a flag cannot hand the GIL to another thread.
+        infov = getattr(ctypes.PyDLL(library_path), "mariadb_get_infov", None)
         if infov is not None:
             infov.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
             infov.restype = ctypes.c_char
@@ -122,24 +124,34 @@ class NativeClient:
         if self.reset_connection(handle) != 0:
             raise ResetFailed(self.errno(handle), (self.error(handle) or b"").decode("utf-8", "replace"))
 
-    def _info(self, conn: Any, key: int, value: Any) -> Any:
-        """Fill *value* (a ctypes object) with ``mariadb_get_infov(key)``; ``None`` if unknown."""
-        if self.get_infov is None:
-            return None
-        if self.get_infov(self.handle(conn), key, ctypes.byref(value)) != b"\x00":
-            return None  # pragma: no cover - only with a broken handle
-        return value.value
-
     def schema(self, conn: Any) -> str | None:
         """Return the client's view of the default schema, or ``None`` if unknown."""
-        if self.get_infov is None:
+        infov = self.get_infov
+        if infov is None:
             return None
-        schema: bytes | None = self._info(conn, _MARIADB_CONNECTION_SCHEMA, ctypes.c_char_p())
-        return (schema or b"").decode("utf-8", "replace")
+        buffer = ctypes.c_char_p()
+        if infov(self.handle(conn), _MARIADB_CONNECTION_SCHEMA, ctypes.byref(buffer)) != b"\x00":
+            return None  # pragma: no cover - only with a broken handle
+        return (buffer.value or b"").decode("utf-8", "replace")
 
     def server_status(self, conn: Any) -> int | None:
-        """Return the status flags of the last server reply, or ``None`` if unknown."""
-        status: int | None = self._info(conn, _MARIADB_CONNECTION_SERVER_STATUS, ctypes.c_uint())
+        """Return the status flags of the last server reply, or ``None`` if unknown.
+
+        Read at every checkin: the ``MYSQL*`` and the ctypes buffer are kept on
+        *conn* (a connection is used by one thread at a time).
+        """
+        infov = self.get_infov
+        if infov is None:
+            return None
+        try:
+            handle, buffer, ref = conn._dmp_status_buffer
+        except AttributeError:
+            buffer = ctypes.c_uint()
+            handle, ref = self.handle(conn), ctypes.byref(buffer)
+            conn._dmp_status_buffer = (handle, buffer, ref)
+        if infov(handle, _MARIADB_CONNECTION_SERVER_STATUS, ref) != b"\x00":
+            return None  # pragma: no cover - only with a broken handle
+        status: int = buffer.value
         return status
 
 

@@ -104,7 +104,8 @@ class SessionRestorer:
         self.database: str = self.params.get("database") or self.params.get("db") or ""
         self.isolation_level = isolation_level
         self.autocommit = autocommit
-        self.use_reset_connection = native_client().reset_connection is not None
+        self._native = native_client()
+        self.use_reset_connection = self._native.reset_connection is not None
         #: The target answered COM_RESET_CONNECTION without resetting (see _verify_reset).
         self.reset_does_not_reset = False
         self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
@@ -146,7 +147,17 @@ class SessionRestorer:
             discards the connection).
         """
         refuse_pending_results(conn)
-        method = self._reset(conn)
+        method = METHOD_RESET_CONNECTION
+        if self.use_reset_connection and getattr(conn, "_dmp_reset_verified", False) and not self.reset_does_not_reset:
+            try:  # the common case: a connection reset before (see _reset)
+                self._native.reset(conn)
+            except ResetFailed as exc:
+                if exc.args[0] not in _RESET_UNSUPPORTED:
+                    raise
+                self.use_reset_connection = False
+                method = self._reset(conn)
+        else:
+            method = self._reset(conn)
         self.restore(conn)
         return method
 
@@ -158,7 +169,7 @@ class SessionRestorer:
             if verify:
                 run(conn, _PROBE_SET)
             try:
-                native_client().reset(conn)
+                self._native.reset(conn)
             except ResetFailed as exc:
                 if exc.args[0] not in _RESET_UNSUPPORTED:
                     raise
@@ -212,20 +223,24 @@ class SessionRestorer:
         if batch is None:
             batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
         row = run(conn, batch)
-        if not self.database and row[0] is not None:
+        database = self.database
+        if not database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
-        if mariadb and row[3]:
-            # SHOW PROFILES history survives the reset (and SET profiling = 0):
-            # it would show this checkout's statements to the next one.
-            raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
-        if mariadb and row[1] != row[2]:
-            # SET ROLE survives the reset: activate the default role, then run the
-            # setup again so that it runs under the role a new connection has.
-            role = "NONE" if row[2] is None else quote_name(row[2])
-            run(conn, join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
-        schema = native_client().schema(conn)
-        if self.database and schema is not None and schema != self.database:
-            conn.select_db(self.database)  # session_track_schema is off: tell the client library
+        if mariadb:
+            _schema, role, default_role, profiles = row
+            if profiles:
+                # SHOW PROFILES history survives the reset (and SET profiling = 0):
+                # it would show this checkout's statements to the next one.
+                raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
+            if role != default_role:
+                # SET ROLE survives the reset: activate the default role, then run the
+                # setup again so that it runs under the role a new connection has.
+                role = "NONE" if default_role is None else quote_name(default_role)
+                run(conn, join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+        if database:
+            schema = self._native.schema(conn)
+            if schema is not None and schema != database:
+                conn.select_db(database)  # session_track_schema is off: tell the client library
 
     def _batch(self, mariadb: bool, mysql_roles: bool) -> str:
         """The restore batch: schema, role, setup, then a row that tells what the reset left."""
