@@ -27,6 +27,8 @@ __all__ = ["in_transaction", "roll_back_at_checkin"]
 
 logger = logging.getLogger(__name__)
 
+_native = native_client()  # probed once, at import (a checkin must not pay for the call)
+
 
 def roll_back_at_checkin(pool: DjangoPool, conn: Any, *, errors_occurred: bool) -> bool:
     """Roll back an open transaction on *conn* now; return whether *conn* is broken.
@@ -36,9 +38,10 @@ def roll_back_at_checkin(pool: DjangoPool, conn: Any, *, errors_occurred: bool) 
     """
     if not pool.resets_on_checkin and errors_occurred and not _is_usable(conn):
         return True  # (with a reset at checkin, the reset is the check)
-    open_transaction = in_transaction(conn)
-    if open_transaction is False:
+    status = _native.server_status(conn)  # (in_transaction(), inlined: every checkin passes here)
+    if status is not None and not status & SERVER_STATUS_IN_TRANS:
         return False
+    open_transaction = status is not None
     try:
         conn.rollback()  # so that no row lock is held while the connection is idle
     except MySQLdb.Error:
@@ -59,7 +62,7 @@ def in_transaction(conn: Any) -> bool | None:
     (``SERVER_STATUS_IN_TRANS``) through MariaDB Connector/C, without a round
     trip; with MySQL's libmysqlclient it is unknown and the caller rolls back.
     """
-    status = native_client().server_status(conn)
+    status = _native.server_status(conn)
     if status is None:
         return None
     return bool(status & SERVER_STATUS_IN_TRANS)

@@ -38,7 +38,13 @@ from typing import Any, Final
 
 from django_mysql_pooled.config import Credentials
 from django_mysql_pooled.session.credentials import login
-from django_mysql_pooled.session.native import METHOD_CHANGE_USER, METHOD_RESET_CONNECTION, ResetFailed, native_client
+from django_mysql_pooled.session.native import (
+    METHOD_CHANGE_USER,
+    METHOD_RESET_CONNECTION,
+    SERVER_MORE_RESULTS_EXIST,
+    ResetFailed,
+    native_client,
+)
 from django_mysql_pooled.session.statements import (
     hex_literal,
     join,
@@ -146,7 +152,9 @@ class SessionRestorer:
         :raises MySQLdb.Error: the reset or the restore failed (the pool
             discards the connection).
         """
-        refuse_pending_results(conn)
+        status = self._native.server_status(conn)
+        if status is None or status & SERVER_MORE_RESULTS_EXIST:
+            refuse_pending_results(conn)  # raises, or reads them without Connector/C's flags
         method = METHOD_RESET_CONNECTION
         if self.use_reset_connection and getattr(conn, "_dmp_reset_verified", False) and not self.reset_does_not_reset:
             try:  # the common case: a connection reset before (see _reset)
@@ -218,10 +226,13 @@ class SessionRestorer:
         if conn.character_set_name() != conn._dmp_charset or conn.encoding != conn._dmp_encoding:
             conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
         mariadb: bool = conn._dmp_mariadb
-        key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
-        batch = self._batches.get(key)
+        batch = getattr(conn, "_dmp_restore_batch", None)  # constant per connection (its server kind, encoding)
         if batch is None:
-            batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
+            key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
+            conn._dmp_restore_batch = batch
         row = run(conn, batch)
         database = self.database
         if not database and row[0] is not None:

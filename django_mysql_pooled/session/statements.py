@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from MySQLdb import _mysql
+
 from django_mysql_pooled.session.native import SERVER_MORE_RESULTS_EXIST, ResetFailed, native_client, remember_fd
+
+_query: Any = _mysql.connection.query
 
 __all__ = [
     "hex_literal",
@@ -70,7 +74,7 @@ def run(conn: Any, batch: bytes) -> tuple[Any, ...]:
 
     :raises MySQLdb.Error: a statement failed (the server runs none after it).
     """
-    conn.query(batch)
+    _query(conn, batch)  # (mysqlclient's Connection.query() adds only a bytearray conversion)
     row: tuple[Any, ...] = ()
     while True:
         result = conn.store_result()
