@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from django_mysql_pooled.config import Credentials
 from django_mysql_pooled.session.credentials import login
+from django_mysql_pooled.session.grants import default_role
 from django_mysql_pooled.session.native import (
     METHOD_CHANGE_USER,
     METHOD_RESET_CONNECTION,
@@ -51,6 +52,7 @@ from django_mysql_pooled.session.statements import (
     quote_name,
     refuse_pending_results,
     run,
+    run_sets,
 )
 
 __all__ = ["SessionRestorer"]
@@ -69,16 +71,10 @@ _PROBE_SET: Final = b"SET @__dmp_reset_probe = 1"
 _PROBE_GET: Final = b"SELECT @__dmp_reset_probe"
 _NOT_RESET: Final = "COM_RESET_CONNECTION was answered without resetting the session (a proxy?)"
 
-# The role a new MariaDB session starts with: the user's default role, read
-# now (SET DEFAULT ROLE may have changed it since the pool started).
-_MARIADB_ROLES: Final = (
-    "CURRENT_ROLE(), (SELECT ROLE_NAME FROM information_schema.APPLICABLE_ROLES "
-    "WHERE GRANTEE = CURRENT_USER() AND IS_DEFAULT = 'YES' LIMIT 1)"
-)
-
-
-# Statements recorded by SET profiling = 1 (SHOW PROFILES); COM_RESET_CONNECTION keeps them.
-_PROFILES: Final = "(SELECT COUNT(*) FROM information_schema.PROFILING)"
+# What the reset left, on MariaDB: the account's grants (its default role, grants.py; read
+# now: SET DEFAULT ROLE may have changed it since the pool started), the statements
+# SET profiling = 1 recorded (COM_RESET_CONNECTION keeps them), the schema and the role.
+_MARIADB_TAIL: Final = ("SHOW GRANTS", "SHOW PROFILES", "SELECT DATABASE(), CURRENT_ROLE()")
 
 
 class SessionRestorer:
@@ -233,21 +229,23 @@ class SessionRestorer:
             if batch is None:
                 batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
             conn._dmp_restore_batch = batch
-        row = run(conn, batch)
         database = self.database
-        if not database and row[0] is not None:
-            raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
         if mariadb:
-            _schema, role, default_role, profiles = row
+            *_setup, grants, profiles, (row,) = run_sets(conn, batch)
             if profiles:
                 # SHOW PROFILES history survives the reset (and SET profiling = 0):
                 # it would show this checkout's statements to the next one.
                 raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
-            if role != default_role:
+            role = default_role(grants)
+            if row[1] != role:
                 # SET ROLE survives the reset: activate the default role, then run the
                 # setup again so that it runs under the role a new connection has.
-                role = "NONE" if default_role is None else quote_name(default_role)
-                run(conn, join([f"SET ROLE {role}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+                quoted = "NONE" if role is None else quote_name(role)
+                run(conn, join([f"SET ROLE {quoted}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+        else:
+            row = run(conn, batch)
+        if not database and row[0] is not None:
+            raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
         if database:
             schema = self._native.schema(conn)
             if schema is not None and schema != database:
@@ -258,5 +256,5 @@ class SessionRestorer:
         statements = [f"USE {quote_name(self.database)}"] if self.database else []
         if mysql_roles:
             statements.append("SET ROLE DEFAULT")
-        tail = "SELECT DATABASE()" + (", " + _MARIADB_ROLES + ", " + _PROFILES if mariadb else "")
-        return join([*statements, *self._setup(mariadb), tail])
+        tail = _MARIADB_TAIL if mariadb else ("SELECT DATABASE()",)
+        return join([*statements, *self._setup(mariadb), *tail])

@@ -22,6 +22,7 @@ __all__ = [
     "refuse_pending_results",
     "remember_new_session",
     "run",
+    "run_sets",
 ]
 
 
@@ -83,6 +84,21 @@ def run(conn: Any, batch: bytes) -> tuple[Any, ...]:
             row = rows[0] if rows else ()
         if conn.next_result() != 0:
             return row
+
+
+def run_sets(conn: Any, batch: bytes) -> list[tuple[tuple[Any, ...], ...]]:
+    """Run the statements of *batch* in one round trip; return the rows of every result set.
+
+    :raises MySQLdb.Error: a statement failed (the server runs none after it).
+    """
+    _query(conn, batch)
+    sets: list[tuple[tuple[Any, ...], ...]] = []
+    while True:
+        result = conn.store_result()
+        if result is not None:
+            sets.append(result.fetch_row(0))
+        if conn.next_result() != 0:
+            return sets
 
 
 def refuse_pending_results(conn: Any) -> None:

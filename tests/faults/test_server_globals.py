@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import PoolTarget, PoolTargetFactory
-from tests.faults.mariadb import DATABASE, USER, PrivateMariaDB, requires_mariadbd
+from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd
 
 pytestmark = requires_mariadbd
 
@@ -132,3 +132,64 @@ def test_an_xa_transaction_left_at_checkin_closes_the_connection(
         assert [row[3] for row in root(private_server, "XA RECOVER")] == [b"dmp_xa"]
     finally:
         root(private_server, "XA ROLLBACK 'dmp_xa'")
+
+
+ODD_ROLE = "dmp role`s FOR x"  # needs quoting, contains the quote character and " FOR "
+
+
+def _new_session_role(server: PrivateMariaDB) -> Any:
+    """What a new connection of the pool's account starts with: the oracle."""
+    conn = server.connect(user=USER, password=PASSWORD, database=DATABASE)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT CURRENT_ROLE()")
+        return cursor.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("role", [ROLE, ODD_ROLE])
+@pytest.mark.parametrize(
+    "quoting",
+    [
+        "SET GLOBAL sql_quote_show_create = ON",
+        "SET GLOBAL sql_quote_show_create = OFF",  # SHOW GRANTS quotes only where needed
+        "SET GLOBAL sql_mode = 'ANSI_QUOTES'",  # ... and with double quotes
+    ],
+)
+def test_each_checkout_starts_with_the_role_a_new_connection_gets(
+    private_server: PrivateMariaDB, target: PoolTarget, role: str, quoting: str
+) -> None:
+    """Default role set, changed, revoked while the pool runs: after each, a reused session's role is a new one's."""
+    quoted = "`" + role.replace("`", "``") + "`"
+    saved = root(private_server, "SELECT @@GLOBAL.sql_quote_show_create")[0][0]
+    root(private_server, quoting, f"CREATE ROLE {quoted}", f"CREATE ROLE {ROLE}2")
+    try:
+        db = target.wrapper()
+        first = scalar(db, "SELECT CONNECTION_ID()")
+        steps = [
+            f"GRANT {quoted} TO {ACCOUNT}",
+            f"SET DEFAULT ROLE {quoted} FOR {ACCOUNT}",
+            f"GRANT {ROLE}2 TO {ACCOUNT}",
+            f"REVOKE {quoted} FROM {ACCOUNT}",  # the default stays set, but is no longer granted
+            f"GRANT {quoted} TO {ACCOUNT}",
+            f"SET DEFAULT ROLE {ROLE}2 FOR {ACCOUNT}",
+            f"SET DEFAULT ROLE NONE FOR {ACCOUNT}",
+        ]
+        for step in steps:
+            root(private_server, step)
+            with db.cursor() as cursor:  # the checkout switches roles; the reset must undo it
+                cursor.execute("SET ROLE NONE" if "NONE" not in step else f"SET ROLE {ROLE}2")
+            db.close()
+            assert scalar(db, "SELECT CURRENT_ROLE()") == _new_session_role(private_server), step
+            db.close()
+        assert scalar(db, "SELECT CONNECTION_ID()") == first  # one session throughout: reset, never reopened
+        db.close()
+    finally:
+        root(
+            private_server,
+            f"SET GLOBAL sql_quote_show_create = {int(saved)}",
+            f"SET DEFAULT ROLE NONE FOR {ACCOUNT}",
+            f"DROP ROLE IF EXISTS {quoted}",
+            f"DROP ROLE IF EXISTS {ROLE}2",
+        )
