@@ -5,7 +5,9 @@ Everything here uses its own connection, outside any mode under test.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import MySQLdb
@@ -44,6 +46,29 @@ def prepare(server: Server) -> None:
             conn.commit()
     finally:
         conn.close()
+
+
+def server_pid(conn: Any) -> int | None:
+    """The server's process id when it runs on this machine and its pid file is readable, else ``None``."""
+    cur = conn.cursor()
+    cur.execute("SELECT @@GLOBAL.pid_file")
+    try:
+        pid = int(Path(cur.fetchone()[0]).read_text().split()[0])
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+    return pid if comm in ("mariadbd", "mysqld") else None
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) process *pid* has used (``/proc/<pid>/stat``), or ``None``."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def global_status(conn: Any, *names: str) -> dict[str, int]:

@@ -89,7 +89,9 @@ def micro_section(results: dict[str, Any]) -> list[str]:
     out += [
         "`request_started`, one ORM primary-key lookup, `request_finished`, in N threads; pools have",
         "max_size 8. *CPU*: this process's CPU time per cycle in microseconds (client-side cost, not",
-        "inflated by a slow server); *conns/1k*: connections opened per 1000 cycles (median).",
+        "inflated by a slow server); *server CPU*: the database server's CPU time per cycle (read from",
+        "`/proc` when it runs on this machine; the reset and restore at checkin cost the server too);",
+        "*conns/1k*: connections opened per 1000 cycles (median).",
         "B holds one connection per thread (16 at 16 threads) while the pools hold at most 8: when",
         "round trips dominate (added latency), B has twice the connections to spread them over. At 16",
         f"threads *{EQUAL}* is D with max_size 16, as many connections as B (see *Equal connection counts*).",
@@ -114,13 +116,21 @@ def micro_section(results: dict[str, Any]) -> list[str]:
                         mmm(_pick(runs, lambda r: r["latency_ms"]["p50"])),
                         mmm(_pick(runs, lambda r: r["latency_ms"]["p99"])),
                         mmm(_pick(runs, lambda r: r["cpu_us_per_cycle"])),
+                        _server_cpu(runs),
                         num(opened["median"]),
                         str(sum(r["errors"] for r in runs)),
                     ]
                 )
-        out += table(["threads", "mode", "cycles/s", "p50 ms", "p99 ms", "CPU us", "conns/1k", "errors"], rows) + [""]
+        columns = ["threads", "mode", "cycles/s", "p50 ms", "p99 ms", "CPU us", "server CPU us", "conns/1k", "errors"]
+        out += table(columns, rows) + [""]
         out += ratio_table(by_mode, "cycles_per_s") + [""]
     return out + report_costs.equal_section(results)
+
+
+def _server_cpu(runs: list[dict[str, Any]]) -> str:
+    """The server's CPU per cycle, min / median / max, or a dash when it was not measured (a remote server)."""
+    values = [r["server_cpu_us_per_cycle"] for r in runs if "server_cpu_us_per_cycle" in r]
+    return mmm(values) if values and len(values) == len(runs) else "-"
 
 
 def http_section(results: dict[str, Any]) -> list[str]:

@@ -66,15 +66,22 @@ def micro(ctx: Context, pool: dict[str, Worker], threads: tuple[int, ...], repea
     The equal-count variant (:data:`~bench.plan.EQUAL`) runs at :data:`~bench.plan.EQUAL_THREADS` only.
     """
     out: dict[str, dict[str, list[Any]]] = {mode: {} for mode in pool}
+    server = db.server_pid(ctx.status)  # None unless the server runs here: no server CPU column then
     for repeat in range(repeats):
         for count in threads:
             for mode in rotated(tuple(pool), repeat):
                 if mode == EQUAL and count != EQUAL_THREADS:
                     continue
-                before = pool[mode].connects()
+                before, server_before = pool[mode].connects(), db.process_cpu(server)
                 args = {"threads": count, "warmup": ctx.plan.micro_warmup, "duration": ctx.plan.micro_duration}
                 result = pool[mode].call("micro", **args)
                 result.update(connects=pool[mode].connects() - before, load=os.getloadavg()[0])
+                server_after = db.process_cpu(server)
+                if server_before is not None and server_after is not None:
+                    # The server's CPU per cycle (warm-up included, as the client's): what the
+                    # mode costs the database, which a managed server bills and a full one lacks.
+                    used = server_after - server_before
+                    result["server_cpu_us_per_cycle"] = used / max(1, result["cycles_total"]) * 1e6
                 out[mode].setdefault(str(count), []).append(result)
         ctx.log(f"  micro repeat {repeat + 1}/{repeats} done")
     return out
