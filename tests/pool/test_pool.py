@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from django_mysql_pooled.pool import pool as pool_module
+from django_mysql_pooled.pool import checkout as checkout_module
 from django_mysql_pooled.pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
 from django_mysql_pooled.pool.pool import LIFETIME_JITTER, ConnectionPool
 from django_mysql_pooled.pool.state import Waiter
@@ -796,7 +796,7 @@ class _InterruptedWaiter(Waiter):
 def on_wake(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], None]]:
     """Make every wait for a connection end in :class:`Interrupt`; returns actions run just before."""
     actions: list[Callable[[], None]] = []
-    monkeypatch.setattr(pool_module, "Waiter", _InterruptedWaiter)
+    monkeypatch.setattr(checkout_module, "Waiter", _InterruptedWaiter)
     monkeypatch.setattr(_InterruptingLock, "on_wake", actions)
     return actions
 
