@@ -380,6 +380,36 @@ def test_resets_are_counted_by_method(make: MakePool, factory: FakeFactory, meth
     assert stats["resets_num"] == 2
 
 
+@pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
+@pytest.mark.parametrize("method", ["reset_connection", "change_user", "reconnect", "ping"])
+def test_resets_are_counted_by_method_at_either_placement(
+    make: MakePool, factory: FakeFactory, reset_on: str, method: str
+) -> None:
+    pool = make(max_size=1, reset_on=reset_on)
+    factory.reset_method = method
+    for _ in range(3):
+        pool.putconn(pool.getconn())
+    stats = pool.get_stats()
+    resets = 2 if reset_on == "checkout" else 3
+    assert (stats[f"resets_{method}"], stats["resets_num"], factory.connects) == (resets, resets, 1)
+
+
+@pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
+def test_a_reset_returning_an_unknown_method_fails_and_closes_the_connection(
+    make: MakePool, factory: FakeFactory, caplog: pytest.LogCaptureFixture, reset_on: str
+) -> None:
+    pool = make(max_size=1, reset_on=reset_on)
+    conn = pool.getconn()
+    factory.reset_method = "bogus"
+    with caplog.at_level(logging.WARNING, logger="django_mysql_pooled"):
+        pool.putconn(conn)
+        again = pool.getconn()  # never the connection whose reset failed
+    assert again is not conn and conn.closed
+    assert "unknown reset method 'bogus'" in caplog.text
+    stats = pool.get_stats()
+    assert (stats["resets_failed"], stats["resets_num"], stats["pool_size"], stats["requests_num"]) == (1, 0, 1, 2)
+
+
 def test_pool_without_reset_reuses_as_is(factory: FakeFactory) -> None:
     pool = ConnectionPool(factory.connect, close=factory.close, clock=factory.clock, maintenance_interval=3600)
     try:
