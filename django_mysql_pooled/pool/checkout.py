@@ -81,11 +81,12 @@ class CheckoutPoolState(MaintainedPoolState[C]):
         validate it, or take or open another; a connection that fails validation is closed and
         replaced by the same checkout."""
         deadline = started + wait
+        taken_at = started  # when the lock hold that took *entry* read the clock
         replacing = False  # whether this checkout holds a discarded connection's slot
         while True:
             if entry is not None:
                 if state is ROUND_TRIP:
-                    outcome = self._round_trip(entry, started, holder)
+                    outcome = self._round_trip(entry, taken_at, holder)
                     if outcome is Outcome.OK:
                         return entry.conn
                     if outcome is Outcome.CUT_OFF:
@@ -101,7 +102,7 @@ class CheckoutPoolState(MaintainedPoolState[C]):
                         return entry.conn
                     self._lost_at_checkout(entry)
                 replacing = True
-            entry, state = self._acquire(deadline, started, wait, replacing, holder)
+            entry, state, taken_at = self._acquire(deadline, started, wait, replacing, holder)
             if entry is None:
                 return self._open_for_checkout(deadline, replacing, holder)
 
@@ -109,7 +110,7 @@ class CheckoutPoolState(MaintainedPoolState[C]):
         """Undo a READY checkout whose zero-round-trip check failed; close it, keeping its slot."""
         logger.warning("pool %r: discarding an idle connection the server or network closed", self.name)
         with self._lock:
-            del self._in_use[id(entry.conn)]
+            self._in_use.pop(id(entry.conn), None)
             entry.stack = entry.owner = entry.thread = None
             counters = self._stats
             # Taken back, unless pop_stats() reset them meanwhile.
@@ -162,9 +163,9 @@ class CheckoutPoolState(MaintainedPoolState[C]):
 
     def _acquire(
         self, deadline: float, started: float, wait: float, slot: bool, holder: Holder
-    ) -> tuple[Entry[C] | None, str]:
-        """Take an idle or handed-over entry (with what :meth:`_take_locked` made of it), or
-        ``(None, "")`` when the caller has a slot to open one."""
+    ) -> tuple[Entry[C] | None, str, float]:
+        """Take an idle or handed-over entry, with what :meth:`_take_locked` made of it and when,
+        or ``(None, "", 0.0)`` when the caller has a slot to open one."""
         while True:
             with self._lock:
                 if self._closed:
@@ -174,21 +175,22 @@ class CheckoutPoolState(MaintainedPoolState[C]):
                 if self._idle:
                     if slot:
                         self._release_slot_locked()
-                    entry = self._idle.pop()
-                    return entry, self._take_locked(entry, self._clock(), deadline, holder)
+                    entry, now = self._idle.pop(), self._clock()
+                    return entry, self._take_locked(entry, now, deadline, holder), now
                 if slot:
                     self._opening += 1
-                    return None, ""
+                    return None, "", 0.0
                 if self._nconns < self.max_size and self._opening < self.max_connecting:
                     self._nconns += 1
                     self._opening += 1
-                    return None, ""
+                    return None, "", 0.0
                 abandoned = self._take_abandoned_locked()
                 if not abandoned:
                     served = self._wait_locked_then(deadline, started, wait)
                     if served is None:
-                        return None, ""
-                    return served, self._take_locked(served, self._clock(), deadline, holder)
+                        return None, "", 0.0
+                    now = self._clock()
+                    return served, self._take_locked(served, now, deadline, holder), now
             self._reclaim(abandoned)  # closed, their slots free: try again
 
     def _wait_locked_then(self, deadline: float, started: float, wait: float) -> Entry[C] | None:

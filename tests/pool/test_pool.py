@@ -394,6 +394,20 @@ def test_resets_are_counted_by_method_at_either_placement(
     assert (stats[f"resets_{method}"], stats["resets_num"], factory.connects) == (resets, resets, 1)
 
 
+def test_resets_ms_of_a_reset_at_checkout_leaves_the_wait_out(make: MakePool, clock: FakeClock) -> None:
+    pool = make(max_size=1, timeout=60.0)
+    pool.putconn(pool.getconn())
+    held = pool.getconn()  # reset: instantly, on the fake clock
+    waiter = Worker(pool.getconn)
+    waiter.start()
+    waiting(pool, 1)
+    clock.advance(10.0)
+    pool.putconn(held)  # handed over, then reset by the waiter
+    assert waiter.outcome() is held
+    stats = pool.get_stats()
+    assert (stats["resets_num"], stats["resets_ms"], stats["requests_wait_ms"]) == (2, 0, 10_000)
+
+
 @pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
 def test_a_reset_returning_an_unknown_method_fails_and_closes_the_connection(
     make: MakePool, factory: FakeFactory, caplog: pytest.LogCaptureFixture, reset_on: str
