@@ -20,25 +20,25 @@ It applies psycopg_pool's policy names (``min_size``, ``max_size``,
 from __future__ import annotations
 
 import sys
-import threading
 import time
 import traceback
 import weakref
 from collections.abc import Callable
+from threading import current_thread
 from typing import Any, ClassVar
 
 from django_mysql_pooled.pool import stats
+from django_mysql_pooled.pool.checkout import LOST, READY, CheckoutPoolState, Holder
 from django_mysql_pooled.pool.errors import ErrorClasses
 from django_mysql_pooled.pool.hosted import HostError
 from django_mysql_pooled.pool.hosts import HostSet
-from django_mysql_pooled.pool.maintenance import MaintainedPoolState
-from django_mysql_pooled.pool.state import CLOSED, LIFETIME_JITTER, PENDING, SLOT, C, Entry, Waiter
-from django_mysql_pooled.pool.validation import MIN_RESET_TIME, Outcome
+from django_mysql_pooled.pool.state import LIFETIME_JITTER, C
+from django_mysql_pooled.pool.validation import MIN_RESET_TIME
 
 __all__ = ["LIFETIME_JITTER", "MIN_RESET_TIME", "ConnectionPool"]
 
 
-class ConnectionPool(MaintainedPoolState[C]):
+class ConnectionPool(CheckoutPoolState[C]):
     """A process-wide pool of connections shared by all threads.
 
     :param connect: ``connect(timeout)`` opens a connection; *timeout* is the
@@ -153,120 +153,37 @@ class ConnectionPool(MaintainedPoolState[C]):
         :raises MySQLdb.Error: opening a new connection failed (the server's
             own error: bad credentials, unknown database, too many connections).
         """
-        started = self._clock()
+        now = self._clock()
         wait = self.timeout if timeout is None else timeout
         if not self._opened:
             self.open()
-        entry = self._checkout(started, started + wait, wait)
-        entry.checked_out_at = self._clock()
-        entry.leak_reported = False
-        entry.owner = None if owner is None else weakref.ref(owner)
-        entry.thread = threading.current_thread()
-        if self.leak_timeout is not None:
-            entry.stack = traceback.extract_stack(sys._getframe(1))  # from the caller on
-        with self._lock:
-            self._in_use[id(entry.conn)] = entry
-            self._stats[stats.REQUESTS_NUM] += 1
-            if entry.checked_fast:
-                entry.checked_fast = False
-                self._stats[stats.CHECKS_FAST] += 1
-        return entry.conn
-
-    def _checkout(self, started: float, deadline: float, wait: float) -> Entry[C]:
-        """Take an idle connection and validate it, or open one; a connection
-        that fails validation is closed and replaced by the same checkout."""
-        replacing = False  # whether this checkout holds a discarded connection's slot
-        while True:
-            entry = self._acquire(deadline, started, wait, replacing)
-            if entry is None:
-                return self._open_for_checkout(deadline, replacing)
-            outcome = self._validate(entry, deadline)
-            if outcome is Outcome.OK:
-                return entry
-            if outcome is Outcome.CUT_OFF:
-                with self._lock:
-                    self._stats[stats.REQUESTS_TIMEOUTS] += 1
-                    self._stats[stats.REQUESTS_ERRORS] += 1
-                raise self.errors.timeout(self._timeout_message(self._clock() - started, wait))
-            replacing = True
-
-    def _open_for_checkout(self, deadline: float, replacing: bool) -> Entry[C]:
-        try:
-            entry = self._open_entry(deadline)
-        except BaseException:
-            self.count(stats.REQUESTS_ERRORS)
-            raise
-        if replacing:  # the reset ladder's last rung: a new connection replaced the lost one
-            self.count(stats.RESETS_RECONNECT)
-        return entry
+        # *owner* stays referenced by this call until it returns: while the checkout is
+        # registered but not yet validated, maintenance cannot take it for abandoned.
+        holder: Holder = (
+            None if owner is None else weakref.ref(owner),
+            current_thread(),
+            None if self.leak_timeout is None else traceback.extract_stack(sys._getframe(1)),  # from the caller on
+        )
+        with self._lock:  # the fast path's only hold: take the most recently returned and register it
+            entry = self._idle.pop() if self._idle and not self._closed else None
+            state = "" if entry is None else self._take_locked(entry, now, now + wait, holder)
+        if entry is not None and state is READY:
+            alive = self._fast_alive
+            if alive is None or alive(entry.conn):
+                return entry.conn
+            state = LOST
+        return self._checkout(entry, state, now, wait, holder)
 
     def was_reused(self, conn: C) -> bool:
         """Whether *conn*, checked out now, was reset by the pool (it served an earlier checkout)."""
         entry = self._in_use.get(id(conn))
         return entry is not None and not entry.fresh
 
-    def _acquire(self, deadline: float, started: float, wait: float, slot: bool) -> Entry[C] | None:
-        """Return an idle entry, or ``None`` when the caller has a slot to open one."""
-        while True:
-            with self._lock:
-                if self._closed:
-                    if slot:
-                        self._nconns -= 1
-                    raise self.errors.closed(f"the connection pool for database {self.name!r} is closed")
-                if self._idle:
-                    if slot:
-                        self._release_slot_locked()
-                    return self._idle.pop()
-                if slot:
-                    self._opening += 1
-                    return None
-                if self._nconns < self.max_size and self._opening < self.max_connecting:
-                    self._nconns += 1
-                    self._opening += 1
-                    return None
-                abandoned = self._take_abandoned_locked()
-                if not abandoned:
-                    return self._wait_locked_then(deadline, started, wait)
-            self._reclaim(abandoned)  # closed, their slots free: try again
-
-    def _wait_locked_then(self, deadline: float, started: float, wait: float) -> Entry[C] | None:
-        """Queue and wait to be served (called and returning with the lock held; released while waiting)."""
-        if self.max_waiting and len(self._waiters) >= self.max_waiting:
-            self._stats[stats.REQUESTS_REJECTED] += 1
-            self._stats[stats.REQUESTS_ERRORS] += 1
-            raise self.errors.too_many_requests(
-                f"database {self.name!r}: too many requests waiting for a connection "
-                f"({len(self._waiters)} waiting, max_waiting={self.max_waiting}); raise "
-                "OPTIONS['pool']['max_waiting'] or ['max_size']"
-            )
-        waiter = Waiter(self._clock())
-        self._waiters.append(waiter)
-        self._stats[stats.REQUESTS_QUEUED] += 1
-        self._lock.release()
-        try:
-            remaining = deadline - self._clock()
-            try:
-                if remaining > 0:
-                    waiter.lock.acquire(timeout=remaining)
-            except BaseException:
-                self._abandon(waiter)
-                raise
-        finally:
-            self._lock.acquire()
-        result = waiter.result
-        self._stats[stats.REQUESTS_WAIT_MS] += (self._clock() - waiter.since) * 1000
-        if result is PENDING:
-            self._waiters.remove(waiter)
-            self._stats[stats.REQUESTS_TIMEOUTS] += 1
-            self._stats[stats.REQUESTS_ERRORS] += 1
-            raise self.errors.timeout(self._timeout_message(self._clock() - started, wait))
-        if result is CLOSED:
-            raise self.errors.closed(f"the connection pool for database {self.name!r} was closed while waiting")
-        return None if result is SLOT else result
-
     # -- checkin ----------------------------------------------------------
 
-    def putconn(self, conn: C, *, broken: bool = False, owner: object | None = None) -> None:
+    def putconn(  # long: the checkin's first (often only) hold, every branch inline on the hot path
+        self, conn: C, *, broken: bool = False, owner: object | None = None
+    ) -> None:
         """Return a connection checked out with :meth:`getconn`.
 
         With ``reset_on="checkin"`` the connection is reset now (what the
@@ -280,6 +197,7 @@ class ConnectionPool(MaintainedPoolState[C]):
             e.g. the pool reclaimed it from a thread that had ended.
         """
         now = self._clock()
+        resetting = False
         with self._lock:
             entry = self._in_use.get(id(conn))
             if entry is None or (owner is not None and (entry.owner is None or entry.owner() is not owner)):
@@ -302,7 +220,9 @@ class ConnectionPool(MaintainedPoolState[C]):
                 self._returning[id(entry)] = entry  # a worker resets it (returns.py)
                 self._return_queue.put(entry)
                 return
-        if broken or entry.retired or not self.resets_on_checkin:
-            self._discard(entry, stats.CLOSES_BROKEN if broken else stats.CLOSES_LIFETIME)
+            else:  # reset here: the second hold counts it and keeps the connection (validation.py)
+                resetting = self._start_reset_locked(entry, now)
+        if resetting:
+            self._reset_and_keep(entry, now)
         else:
-            self._reset_and_keep(entry)
+            self._discard(entry, stats.CLOSES_BROKEN if broken else stats.CLOSES_LIFETIME)

@@ -41,7 +41,6 @@ class Entry(Generic[C]):
     """One open connection and its timestamps (clock seconds)."""
 
     __slots__ = (
-        "checked_fast",
         "checked_out_at",
         "conn",
         "created_at",
@@ -65,7 +64,6 @@ class Entry(Generic[C]):
         self.used_at = now
         self.checked_out_at = now
         self.fresh = True  # not reset since it was opened
-        self.checked_fast = False  # validated without a round trip for the checkout in progress
         self.leak_reported = False
         self.stack: traceback.StackSummary | None = None
         self.reset_deadline = 0.0  # the checkout's deadline while its reset runs

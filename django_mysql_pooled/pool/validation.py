@@ -67,66 +67,41 @@ class ValidatedPoolState(HostedPoolState[C]):
         #: Whether :meth:`putconn` resets (``reset_on="checkin"``).
         self.resets_on_checkin = reset is not None and reset_on == "checkin"
         self._alive, self._check = alive, check
-        self.validation_window = validation_window
+        #: The zero-round-trip check a checkout runs (``None``: none).
+        self._fast_alive = alive if self.resets_on_checkin else None
+        self.validation_window = validation_window  # sets _fast_window
         self._interrupt = interrupt if (reset is not None or check is not None) else None
+        #: Seconds a checkin reset may run before the guard cuts it off.
+        self._reset_time = max(timeout, MIN_RESET_TIME)
         self._resetting: dict[int, Entry[C]] = {}  # resets in progress, for the guard
         self._returning: dict[int, Entry[C]] = {}  # returned, queued for a return worker
         self._returns_in_flight = 0  # resets return workers are running
 
-    def _validate(self, entry: Entry[C], deadline: float) -> Outcome:
-        """Validate (or, with ``reset_on="checkout"``, reset) an idle entry for a checkout.
+    @property
+    def validation_window(self) -> float:
+        """Seconds since its return below which a checkout validates a connection without a round trip."""
+        return self._validation_window
 
-        Expired, or returned too long ago and not answering a ping, or with a
-        socket the server or network closed: the entry is closed
-        (:attr:`Outcome.REPLACE`).
-        """
-        if self._clock() >= entry.expires_at:
-            self._discard(entry, stats.CLOSES_LIFETIME, keep_slot=True)
-            return Outcome.REPLACE
-        if self._reset is None:
-            entry.fresh = False
-            return Outcome.OK
-        if not self.resets_on_checkin:
-            entry.fresh = False
-            return self._guarded_call(entry, deadline, self._reset, "reset")
-        # Reset when it was returned (or never used): validate only.
-        if self._check is not None and self._clock() - entry.used_at >= self.validation_window:
-            return self._guarded_call(entry, deadline, self._check, "check")
-        if self._alive is not None and not self._alive(entry.conn):
-            logger.warning("pool %r: discarding an idle connection the server or network closed", self.name)
-            with self._lock:
-                self._count_lost_locked("check")
-            self._discard(entry, stats.CLOSES_BROKEN, keep_slot=True)
-            return Outcome.REPLACE
-        entry.checked_fast = True  # counted with the checkout, under the same lock
-        return Outcome.OK
+    @validation_window.setter
+    def validation_window(self, seconds: float) -> None:
+        self._validation_window = seconds
+        # A checkout validates an idle entry returned less than _fast_window seconds ago with
+        # _fast_alive at most, an older one with a round trip (a ping, or the reset at checkout).
+        if self._reset is None or (self.resets_on_checkin and self._check is None):
+            self._fast_window = float("inf")
+        else:
+            self._fast_window = seconds if self.resets_on_checkin else float("-inf")
 
-    def _guarded_call(
-        self, entry: Entry[C], deadline: float, work: Callable[[C], object], kind: str, *, keep_slot: bool = True
-    ) -> Outcome:
-        """Run *work* (a reset or a check) on *entry* under the guard thread's watch.
+    def _start_round_trip_locked(self, entry: Entry[C], now: float, deadline: float) -> None:
+        """Put *entry* under the guard's watch for a reset or check at checkout (call with the lock held).
 
-        On failure the entry is closed, its slot kept for the caller when
-        *keep_slot* (:attr:`Outcome.REPLACE`) or released when the guard cut
-        the call off at *deadline* (:attr:`Outcome.CUT_OFF`).
+        Bounded by the checkout's *deadline*, but never cut shorter than
+        MIN_RESET_TIME (``timeout=0`` means "do not queue", not "no reset").
         """
         if self._interrupt is not None:
-            with self._lock:
-                # Bounded by the deadline, but never cut shorter than MIN_RESET_TIME
-                # (timeout=0 means "do not queue", not "no reset").
-                entry.reset_deadline = max(deadline, self._clock() + MIN_RESET_TIME)
-                entry.interrupted = False
-                self._resetting[id(entry)] = entry
-        started = self._clock()
-        try:
-            result = work(entry.conn)
-        except BaseException as exc:  # noqa: BLE001 - any failure: do not hand out (non-Exceptions re-raised)
-            return self._call_failed(entry, kind, exc, keep_slot=keep_slot)
-        self._count_success(entry, kind, result, self._clock() - started)
-        if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
-            self._discard(entry, stats.CLOSES_BROKEN)
-            return Outcome.CUT_OFF
-        return Outcome.OK
+            entry.reset_deadline = max(deadline, now + MIN_RESET_TIME)
+            entry.interrupted = False
+            self._resetting[id(entry)] = entry
 
     def _call_failed(self, entry: Entry[C], kind: str, exc: BaseException, *, keep_slot: bool) -> Outcome:
         """Close *entry* after its reset or check raised *exc* (re-raised unless an ``Exception``)."""
@@ -146,18 +121,16 @@ class ValidatedPoolState(HostedPoolState[C]):
         self._stats[stats.RESETS_FAILED if kind == "reset" else stats.CHECKS_FAILED] += 1
         self._stats[stats.CONNECTIONS_LOST] += 1
 
-    def _count_success(self, entry: Entry[C], kind: str, result: object, elapsed: float) -> None:
-        with self._lock:
-            self._resetting.pop(id(entry), None)
-            if entry.interrupted:
-                return
-            if kind == "reset":
-                self._stats[stats.RESETS_NUM] += 1
-                self._stats[stats.RESETS_MS] += elapsed * 1000
-                key = stats.reset_key(result)  # type: ignore[arg-type]
-                self._stats[key] = self._stats.get(key, 0) + 1
-            else:
-                self._stats[stats.CHECKS_PING] += 1
+    def _count_reset_locked(self, method: str, elapsed: float) -> None:
+        """Count a reset done by *method* (what the reset callable returned) in *elapsed* seconds."""
+        counters = self._stats
+        counters[stats.RESETS_NUM] += 1
+        counters[stats.RESETS_MS] += elapsed * 1000
+        if method == "reset_connection":  # a counter every pool starts with
+            counters[stats.RESETS_RESET_CONNECTION] += 1
+        else:
+            key = stats.reset_key(method)
+            counters[key] = counters.get(key, 0) + 1
 
     def interrupt_overdue_resets(self) -> None:
         """Cut off resets still running past their checkout's deadline (the guard thread).
@@ -188,12 +161,19 @@ class ValidatedPoolState(HostedPoolState[C]):
         with self._lock:
             if self._returning.pop(id(entry), None) is None:
                 return
-            self._returns_in_flight += 1
+            self._returns_in_flight += 1  # until it is kept or closed: drain() waits for it
+            now = self._clock()
+            resetting = self._start_reset_locked(entry, now)
+        kept = False
         try:
-            self._reset_and_keep(entry)
+            if resetting:
+                kept = self._reset_and_keep(entry, now, in_flight=1)
+            else:
+                self._discard(entry, stats.CLOSES_LIFETIME)
         finally:
-            with self._lock:
-                self._returns_in_flight -= 1
+            if not kept:
+                with self._lock:
+                    self._returns_in_flight -= 1
 
     def _pending_returns_locked(self) -> int:
         """Returned connections queued for, or being reset by, a return worker."""
@@ -212,17 +192,44 @@ class ValidatedPoolState(HostedPoolState[C]):
             time.sleep(0.001)
         return True
 
-    def _reset_and_keep(self, entry: Entry[C]) -> None:
-        """Reset a returned entry, then hand it to a waiter or make it idle (closed if that fails)."""
-        if self._closed or self._clock() >= entry.expires_at:
-            self._discard(entry, stats.CLOSES_LIFETIME)
-            return
-        reset = self._reset
-        assert reset is not None  # resets_on_checkin
-        if self._guarded_call(entry, self._clock() + self.timeout, reset, "reset", keep_slot=False) is not Outcome.OK:
-            return  # closed, its slot released
-        entry.fresh = False
+    def _start_reset_locked(self, entry: Entry[C], now: float) -> bool:
+        """Put a returned entry under the guard's watch for its checkin reset (call with the lock held).
+
+        :returns: ``False`` when it is closed instead (the pool is closed, or it expired).
+        """
+        if self._closed or now >= entry.expires_at:
+            return False
+        if self._interrupt is not None:
+            entry.reset_deadline = now + self._reset_time
+            entry.interrupted = False
+            self._resetting[id(entry)] = entry
+        return True
+
+    def _reset_and_keep(self, entry: Entry[C], started: float, in_flight: int = 0) -> bool:
+        """Reset a returned entry :meth:`_start_reset_locked` set up at *started*, then hand it to a
+        waiter or make it idle, in one hold of the lock (closed if that fails).
+
+        :param in_flight: subtracted from the return workers' count in that hold.
+        :returns: whether it was kept (the count then went down).
+        """
+        try:
+            method = self._reset(entry.conn)  # type: ignore[misc]
+            if method != "reset_connection":
+                stats.reset_key(method)  # an unknown method fails the reset
+        except BaseException as exc:  # noqa: BLE001 - any failure: close it (non-Exceptions re-raised)
+            self._call_failed(entry, "reset", exc, keep_slot=False)
+            return False
+        now = self._clock()
         with self._lock:
-            if self._keep_locked(entry, self._clock()):
-                return
-        self._discard(entry, stats.CLOSES_LIFETIME)
+            self._resetting.pop(id(entry), None)
+            if entry.interrupted:  # cut off just as it succeeded: its socket is shut down now
+                reason = stats.CLOSES_BROKEN
+            else:
+                self._count_reset_locked(method, now - started)
+                entry.fresh = False
+                if self._keep_locked(entry, now):
+                    self._returns_in_flight -= in_flight
+                    return True
+                reason = stats.CLOSES_LIFETIME
+        self._discard(entry, reason)
+        return False

@@ -86,6 +86,7 @@ class FakeFactory:
         self.pings_ok = 0
         self.pings_failed = 0
         self.alive_failed = 0
+        self.alive_ok = 0
 
     def connect(self, timeout: float | None) -> FakeConnection:
         gate = self.gate
@@ -131,6 +132,7 @@ class FakeFactory:
         """The zero-round-trip check: the fake server's dead connections show EOF."""
         with self.lock:
             self.alive_failed += conn.dead
+            self.alive_ok += not conn.dead
             return not conn.dead
 
     def ping(self, conn: FakeConnection) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from django_mysql_pooled.pool import pool as pool_module
+from django_mysql_pooled.pool import checkout as checkout_module
 from django_mysql_pooled.pool.errors import PoolClosed, PoolError, PoolTimeout, TooManyRequests
 from django_mysql_pooled.pool.pool import LIFETIME_JITTER, ConnectionPool
 from django_mysql_pooled.pool.state import Waiter
@@ -378,6 +378,50 @@ def test_resets_are_counted_by_method(make: MakePool, factory: FakeFactory, meth
     stats = pool.get_stats()
     assert stats[f"resets_{method}"] == 2
     assert stats["resets_num"] == 2
+
+
+@pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
+@pytest.mark.parametrize("method", ["reset_connection", "change_user", "reconnect", "ping"])
+def test_resets_are_counted_by_method_at_either_placement(
+    make: MakePool, factory: FakeFactory, reset_on: str, method: str
+) -> None:
+    pool = make(max_size=1, reset_on=reset_on)
+    factory.reset_method = method
+    for _ in range(3):
+        pool.putconn(pool.getconn())
+    stats = pool.get_stats()
+    resets = 2 if reset_on == "checkout" else 3
+    assert (stats[f"resets_{method}"], stats["resets_num"], factory.connects) == (resets, resets, 1)
+
+
+def test_resets_ms_of_a_reset_at_checkout_leaves_the_wait_out(make: MakePool, clock: FakeClock) -> None:
+    pool = make(max_size=1, timeout=60.0)
+    pool.putconn(pool.getconn())
+    held = pool.getconn()  # reset: instantly, on the fake clock
+    waiter = Worker(pool.getconn)
+    waiter.start()
+    waiting(pool, 1)
+    clock.advance(10.0)
+    pool.putconn(held)  # handed over, then reset by the waiter
+    assert waiter.outcome() is held
+    stats = pool.get_stats()
+    assert (stats["resets_num"], stats["resets_ms"], stats["requests_wait_ms"]) == (2, 0, 10_000)
+
+
+@pytest.mark.parametrize("reset_on", ["checkout", "checkin"])
+def test_a_reset_returning_an_unknown_method_fails_and_closes_the_connection(
+    make: MakePool, factory: FakeFactory, caplog: pytest.LogCaptureFixture, reset_on: str
+) -> None:
+    pool = make(max_size=1, reset_on=reset_on)
+    conn = pool.getconn()
+    factory.reset_method = "bogus"
+    with caplog.at_level(logging.WARNING, logger="django_mysql_pooled"):
+        pool.putconn(conn)
+        again = pool.getconn()  # never the connection whose reset failed
+    assert again is not conn and conn.closed
+    assert "unknown reset method 'bogus'" in caplog.text
+    stats = pool.get_stats()
+    assert (stats["resets_failed"], stats["resets_num"], stats["pool_size"], stats["requests_num"]) == (1, 0, 1, 2)
 
 
 def test_pool_without_reset_reuses_as_is(factory: FakeFactory) -> None:
@@ -796,7 +840,7 @@ class _InterruptedWaiter(Waiter):
 def on_wake(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], None]]:
     """Make every wait for a connection end in :class:`Interrupt`; returns actions run just before."""
     actions: list[Callable[[], None]] = []
-    monkeypatch.setattr(pool_module, "Waiter", _InterruptedWaiter)
+    monkeypatch.setattr(checkout_module, "Waiter", _InterruptedWaiter)
     monkeypatch.setattr(_InterruptingLock, "on_wake", actions)
     return actions
 

@@ -252,6 +252,7 @@ class CheckinPoolMachine(PoolMachine):
         self._check_checkout_counters(total)
         assert total["resets_failed"] == factory.resets_failed
         assert total["checks_ping"] == factory.pings_ok
+        assert total["checks_fast"] == factory.alive_ok  # counted in the checkout's hold, taken back if dead
         assert total["checks_failed"] == factory.pings_failed + factory.alive_failed
         assert total["connections_lost"] == total["resets_failed"] + total["checks_failed"]
         assert total["closes_broken"] == self.bad_returns_while_open + total["connections_lost"]
