@@ -20,6 +20,7 @@ with ``sql_quote_show_create = OFF``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Final
 
 from django_mysql_pooled.session.native import ResetFailed
@@ -36,29 +37,30 @@ def default_role(grants: Iterable[Sequence[str]]) -> str | None:
     :raises ResetFailed: a ``SET DEFAULT ROLE`` line that does not parse (the
         connection is then closed rather than guessed about).
     """
-    lines = [row[0] for row in grants]
-    for line in reversed(lines):  # the last line, when there is one
-        if line.startswith(_SET_DEFAULT):
-            break
-    else:
+    text = "\n" + "\n".join(map(itemgetter(0), grants)) + "\n"  # searched at C speed: every checkin
+    start = text.find("\n" + _SET_DEFAULT) + 1  # MariaDB prints it last; 0 when there is none
+    if not start:
         return None
-    role, end = _identifier(line, len(_SET_DEFAULT))
-    if not line.startswith(" FOR ", end):
-        raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {line!r}")
-    granted = f"GRANT {line[len(_SET_DEFAULT) : end]} TO {line[end + len(' FOR ') :]}"
-    if any(other == granted or other.startswith(granted + " ") for other in lines):
+    role, end = _identifier(text, start + len(_SET_DEFAULT))
+    if not text.startswith(" FOR ", end):
+        raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {text[start:end]!r}")
+    account = text[end + len(" FOR ") : text.find("\n", end)]
+    granted = f"\nGRANT {text[start + len(_SET_DEFAULT) : end]} TO {account}"
+    if granted + "\n" in text or granted + " " in text:  # (" WITH ADMIN OPTION")
         return role
     return None  # no longer granted: a new session starts without it
 
 
 def _identifier(line: str, start: int) -> tuple[str, int]:
-    """The identifier at *start* of *line* (unquoted) and where it ends.
+    """The identifier at *start* of *line* (unquoted) and the index right after it.
 
     :raises ResetFailed: an unterminated quoted identifier.
     """
     quote = line[start : start + 1]
     if quote not in ("`", '"'):
-        end = line.find(" ", start)
+        end, newline = line.find(" ", start), line.find("\n", start)
+        if end < 0 or 0 <= newline < end:
+            end = newline  # an unquoted identifier ends the line
         if end <= start:
             raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {line!r}")
         return line[start:end], end

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import select
 import socket
@@ -140,16 +141,17 @@ class NativeClient:
         Read at every checkin: the ``MYSQL*`` and the ctypes buffer are kept on
         *conn* (a connection is used by one thread at a time).
         """
-        infov = self.get_infov
-        if infov is None:
-            return None
         try:
-            handle, buffer, ref = conn._dmp_status_buffer
+            read, buffer = conn._dmp_status_reader
         except AttributeError:
+            if self.get_infov is None:
+                return None
             buffer = ctypes.c_uint()
-            handle, ref = self.handle(conn), ctypes.byref(buffer)
-            conn._dmp_status_buffer = (handle, buffer, ref)
-        if infov(handle, _MARIADB_CONNECTION_SERVER_STATUS, ref) != b"\x00":
+            read = functools.partial(
+                self.get_infov, self.handle(conn), _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(buffer)
+            )
+            conn._dmp_status_reader = (read, buffer)
+        if read() != b"\x00":
             return None  # pragma: no cover - only with a broken handle
         status: int = buffer.value
         return status

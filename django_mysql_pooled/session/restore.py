@@ -231,12 +231,13 @@ class SessionRestorer:
             conn._dmp_restore_batch = batch
         database = self.database
         if mariadb:
-            *_setup, grants, profiles, (row,) = run_sets(conn, batch)
-            if profiles:
+            *_setup, grants, profiles, tail = run_sets(conn, batch)
+            row = tail.fetch_row()[0]
+            if profiles.num_rows():
                 # SHOW PROFILES history survives the reset (and SET profiling = 0):
                 # it would show this checkout's statements to the next one.
                 raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
-            role = default_role(grants)
+            role = default_role(grants.fetch_row(0))
             if row[1] != role:
                 # SET ROLE survives the reset: activate the default role, then run the
                 # setup again so that it runs under the role a new connection has.

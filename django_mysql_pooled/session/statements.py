@@ -86,18 +86,20 @@ def run(conn: Any, batch: bytes) -> tuple[Any, ...]:
             return row
 
 
-def run_sets(conn: Any, batch: bytes) -> list[tuple[tuple[Any, ...], ...]]:
-    """Run the statements of *batch* in one round trip; return the rows of every result set.
+def run_sets(conn: Any, batch: bytes) -> list[Any]:
+    """Run the statements of *batch* in one round trip; return every result set (``_mysql.result``
+    objects, rows not converted yet: ``fetch_row(0)`` or ``num_rows()``).
 
     :raises MySQLdb.Error: a statement failed (the server runs none after it).
     """
     _query(conn, batch)
-    sets: list[tuple[tuple[Any, ...], ...]] = []
+    store, more = conn.store_result, conn.next_result
+    sets = []
     while True:
-        result = conn.store_result()
+        result = store()
         if result is not None:
-            sets.append(result.fetch_row(0))
-        if conn.next_result() != 0:
+            sets.append(result)
+        if more():  # -1: no more results
             return sets
 
 
