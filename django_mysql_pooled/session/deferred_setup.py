@@ -107,7 +107,10 @@ class SetupCursorWrapper(CursorWrapper):
             except Database.Error as exc:
                 db.statement_failed(exc)
                 raise
-        setup = db.take_pending_setup() or []
+        return self._execute_after(db.take_pending_setup() or [], query, args)
+
+    def _execute_after(self, setup: list[str], query: str, args: Any) -> Any:
+        """Execute *query* with the pending *setup* statements as its multi-statement prefix."""
         head = "; ".join(setup) + "; "
         cursor = self.cursor
         try:
