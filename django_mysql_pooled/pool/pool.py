@@ -153,7 +153,6 @@ class ConnectionPool(CheckoutPoolState[C]):
         :raises MySQLdb.Error: opening a new connection failed (the server's
             own error: bad credentials, unknown database, too many connections).
         """
-        now = self._clock()
         wait = self.timeout if timeout is None else timeout
         if not self._opened:
             self.open()
@@ -165,6 +164,9 @@ class ConnectionPool(CheckoutPoolState[C]):
             None if self.leak_timeout is None else traceback.extract_stack(sys._getframe(1)),  # from the caller on
         )
         with self._lock:  # the fast path's only hold: take the most recently returned and register it
+            # The clock is read in this hold: a reading taken before a stall (GIL, scheduling) would
+            # hand out a connection idle past validation_window unpinged (security review F-2).
+            now = self._clock()
             entry = self._idle.pop() if self._idle and not self._closed else None
             state = "" if entry is None else self._take_locked(entry, now, now + wait, holder)
         if entry is not None and state is READY:

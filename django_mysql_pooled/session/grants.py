@@ -20,7 +20,6 @@ with ``sql_quote_show_create = OFF``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from operator import itemgetter
 from typing import Final
 
 from django_mysql_pooled.session.native import ResetFailed
@@ -37,16 +36,18 @@ def default_role(grants: Iterable[Sequence[str]]) -> str | None:
     :raises ResetFailed: a ``SET DEFAULT ROLE`` line that does not parse (the
         connection is then closed rather than guessed about).
     """
-    text = "\n" + "\n".join(map(itemgetter(0), grants)) + "\n"  # searched at C speed: every checkin
-    start = text.find("\n" + _SET_DEFAULT) + 1  # MariaDB prints it last; 0 when there is none
-    if not start:
+    # Row by row, never their joined text: table and column names in other rows may contain
+    # newlines, and a tenant with GRANT OPTION on its schema chooses some (security review F-1).
+    # Only MariaDB's own line starts a row with SET DEFAULT ROLE (it prints it last).
+    lines = [row[0] for row in grants]
+    line = next((other for other in reversed(lines) if other.startswith(_SET_DEFAULT)), None)
+    if line is None:
         return None
-    role, end = _identifier(text, start + len(_SET_DEFAULT))
-    if not text.startswith(" FOR ", end):
-        raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {text[start:end]!r}")
-    account = text[end + len(" FOR ") : text.find("\n", end)]
-    granted = f"\nGRANT {text[start + len(_SET_DEFAULT) : end]} TO {account}"
-    if granted + "\n" in text or granted + " " in text:  # (" WITH ADMIN OPTION")
+    role, end = _identifier(line, len(_SET_DEFAULT))
+    if not line.startswith(" FOR ", end):
+        raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {line!r}")
+    granted = f"GRANT {line[len(_SET_DEFAULT) : end]} TO {line[end + len(' FOR ') :]}"
+    if granted in lines or granted + " WITH ADMIN OPTION" in lines:  # whole rows
         return role
     return None  # no longer granted: a new session starts without it
 
@@ -58,9 +59,7 @@ def _identifier(line: str, start: int) -> tuple[str, int]:
     """
     quote = line[start : start + 1]
     if quote not in ("`", '"'):
-        end, newline = line.find(" ", start), line.find("\n", start)
-        if end < 0 or 0 <= newline < end:
-            end = newline  # an unquoted identifier ends the line
+        end = line.find(" ", start)  # (an unquoted identifier has no space, and no newline)
         if end <= start:
             raise ResetFailed(0, f"cannot read the default role from SHOW GRANTS: {line!r}")
         return line[start:end], end

@@ -18,6 +18,7 @@ PASSWORD = "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*7B9EBEED26AA5
 
 
 DEFAULT_R1 = "SET DEFAULT ROLE `r1` FOR `u`@`%`"
+PLANTED = "x\nSET DEFAULT ROLE r1 FOR z\nGRANT r1 TO z y"  # a table name a tenant chose
 
 
 def rows(*lines: str) -> list[tuple[str]]:
@@ -41,6 +42,9 @@ def rows(*lines: str) -> list[tuple[str]]:
         (rows("GRANT `r2` TO `u`@`%`", PASSWORD, "SET DEFAULT ROLE `r1` FOR `u`@`%`"), None),
         # granted to the active role r2, not to the account: not a grant the login uses
         (rows("GRANT `r2` TO `u`@`%`", "GRANT `r1` TO `r2`", "SET DEFAULT ROLE `r1` FOR `u`@`%`"), None),
+        # rows a tenant with GRANT OPTION on its schema can add: names with newlines (review F-1)
+        (rows(f"GRANT SELECT ON `app`.`{PLANTED}` TO `u`@`%`", "GRANT `r1` TO `u`@`%`"), None),
+        (rows("GRANT `r2` TO `u`@`%`", "GRANT SELECT (`c\nGRANT `r1` TO `u`@`%`\n`) ON t TO u", DEFAULT_R1), None),
         # granted to another account of the same user name
         (rows("GRANT `r1` TO `u`@`localhost`", "SET DEFAULT ROLE `r1` FOR `u`@`%`"), None),
     ],
