@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import PoolTarget, PoolTargetFactory
-from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd
-from tests.faults.test_server_globals import ACCOUNT, root, scalar
+from tests.faults.mariadb import DATABASE, PrivateMariaDB, requires_mariadbd
+from tests.faults.test_server_globals import ACCOUNT, new_session_role, root, scalar
 
 pytestmark = requires_mariadbd
 
@@ -29,16 +29,6 @@ ROLE = "dmp_adm"
 # <= 64 characters, no trailing whitespace (the server refuses those); " y": the parser accepts
 # "GRANT <role> TO <account>" followed by a space (meant for " WITH ADMIN OPTION")
 NAME = f"x\nSET DEFAULT ROLE {ROLE} FOR z\nGRANT {ROLE} TO z y"
-
-
-def new_session_role(server: PrivateMariaDB) -> Any:
-    conn = server.connect(user=USER, password=PASSWORD, database=DATABASE)
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT CURRENT_ROLE()")
-        return cursor.fetchone()[0]
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -68,26 +58,21 @@ def _assert_next_checkout_is_like_a_new_connection(server: PrivateMariaDB, db: A
     db.close()
 
 
-def test_a_column_grant_does_not_choose_the_next_checkouts_role(
-    private_server: PrivateMariaDB, target: PoolTarget
+PLANTING = {
+    "column": [f"CREATE TABLE dmp_rev_t (`{NAME}` INT)", f"GRANT SELECT (`{NAME}`) ON dmp_rev_t TO CURRENT_USER"],
+    "table": [f"CREATE TABLE `{NAME}` (v INT)", f"GRANT SELECT ON `{NAME}` TO CURRENT_USER"],
+}
+
+
+@pytest.mark.parametrize("grant", sorted(PLANTING))
+def test_a_planted_grant_does_not_choose_the_next_checkouts_role(
+    private_server: PrivateMariaDB, target: PoolTarget, grant: str
 ) -> None:
     root(private_server, f"GRANT ALL ON `{DATABASE}`.* TO {ACCOUNT} WITH GRANT OPTION")
     db = target.wrapper()
     with db.cursor() as cursor:  # one tenant request, GRANT OPTION on its own schema
-        cursor.execute(f"CREATE TABLE dmp_rev_t (`{NAME}` INT)")
-        cursor.execute(f"GRANT SELECT (`{NAME}`) ON dmp_rev_t TO CURRENT_USER")
-    db.close()
-    _assert_next_checkout_is_like_a_new_connection(private_server, db)
-
-
-def test_a_table_grant_does_not_choose_the_next_checkouts_role(
-    private_server: PrivateMariaDB, target: PoolTarget
-) -> None:
-    root(private_server, f"GRANT ALL ON `{DATABASE}`.* TO {ACCOUNT} WITH GRANT OPTION")
-    db = target.wrapper()
-    with db.cursor() as cursor:  # one tenant request, GRANT OPTION on its own schema
-        cursor.execute(f"CREATE TABLE `{NAME}` (v INT)")
-        cursor.execute(f"GRANT SELECT ON `{NAME}` TO CURRENT_USER")
+        for sql in PLANTING[grant]:
+            cursor.execute(sql)
     db.close()
     _assert_next_checkout_is_like_a_new_connection(private_server, db)
 

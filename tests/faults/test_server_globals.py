@@ -137,7 +137,7 @@ def test_an_xa_transaction_left_at_checkin_closes_the_connection(
 ODD_ROLE = "dmp role`s FOR x"  # needs quoting, contains the quote character and " FOR "
 
 
-def _new_session_role(server: PrivateMariaDB) -> Any:
+def new_session_role(server: PrivateMariaDB) -> Any:
     """What a new connection of the pool's account starts with: the oracle."""
     conn = server.connect(user=USER, password=PASSWORD, database=DATABASE)
     try:
@@ -181,7 +181,7 @@ def test_each_checkout_starts_with_the_role_a_new_connection_gets(
             with db.cursor() as cursor:  # the checkout switches roles; the reset must undo it
                 cursor.execute("SET ROLE NONE" if "NONE" not in step else f"SET ROLE {ROLE}2")
             db.close()
-            assert scalar(db, "SELECT CURRENT_ROLE()") == _new_session_role(private_server), step
+            assert scalar(db, "SELECT CURRENT_ROLE()") == new_session_role(private_server), step
             db.close()
         assert scalar(db, "SELECT CONNECTION_ID()") == first  # one session throughout: reset, never reopened
         db.close()

@@ -1,4 +1,4 @@
-"""Fixtures of the multi-host pool tests: fake servers a, b, c on a fake clock, pools over them."""
+"""Fixtures of the pool tests: a fake clock and server; fake servers a, b, c and pools over them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from django_mysql_pooled.pool.pool import ConnectionPool
-from tests.pool.fake_connections import FakeClock, FakeConnection, start
+from tests.pool.fake_connections import FakeClock, FakeConnection, FakeFactory, start
 from tests.pool.fake_hosts import A, B, C, FakeHosts, quiet_prober
 
 
@@ -22,6 +22,14 @@ def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def factory(clock: FakeClock) -> Iterator[FakeFactory]:
+    """A fake server on the fake clock; no test may leave it with a violation (a connection misused)."""
+    fake = FakeFactory(clock)
+    yield fake
+    assert fake.violations == []
 
 
 @pytest.fixture

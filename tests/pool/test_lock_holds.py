@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from django_mysql_pooled.pool.pool import ConnectionPool
 from tests.pool.fake_connections import FakeClock, FakeConnection, FakeFactory, closing, start
@@ -50,18 +47,6 @@ class CountingLock:
 
 class Owner:
     """What holds a checkout (a Django wrapper in the backend)."""
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def factory(clock: FakeClock) -> Iterator[FakeFactory]:
-    fake = FakeFactory(clock)
-    yield fake
-    assert fake.violations == []
 
 
 def counted(pool: Pool) -> CountingLock:

@@ -69,18 +69,6 @@ STATS_KEYS = {
 }
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def factory(clock: FakeClock) -> Iterator[FakeFactory]:
-    fake = FakeFactory(clock)
-    yield fake
-    assert fake.violations == []
-
-
 def _pools_on(factory: FakeFactory) -> Iterator[MakePool]:
     """Build pools on *factory*; all closed afterwards."""
     made: list[Pool] = []
