@@ -58,9 +58,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._pool_reused = False
         self._pending_setup: list[str] | None = None
         self._setup_broken = False
-        #: (the settings' key (_settings_key), Django's isolation level, the
-        #: parameters' key) of the last get_connection_params() that did the
-        #: stock backend's work.
+        #: (the settings it depends on: _SERVER_SETTINGS plus OPTIONS' isolation_level;
+        #: Django's isolation level; the parameters' key) of the last
+        #: get_connection_params() that did the stock backend's work.
         self._params_seen: tuple[tuple[Any, ...], str | None, str] | None = None
         #: The pool get_connection_params() found this wrapper's settings to be
         #: the ones of; taken (and forgotten) by the get_new_connection() after it.
