@@ -7,6 +7,7 @@ import pickle
 import random
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import MySQLdb
@@ -107,14 +108,16 @@ def test_fork_during_a_kill_in_flight_does_not_hang_the_child(killer: Killer, cl
         thread.join()
 
 
-def test_race_stress_in_a_forked_child() -> None:
+def test_race_stress_in_a_forked_child(tmp_path: Path) -> None:
     """Kills timed around the end of short statements, in a child forked from a process
     whose killer is busy: the statement after each one is never interrupted."""
     connection.ensure_connection()
+    report = tmp_path / "child.txt"  # what the child saw, for the assertion message
 
     def child() -> bool:
         cursor = connection.cursor()
-        failures = cancelled = 0
+        failures: list[str] = []
+        cancelled = 0
         for _ in range(300):
             try:
                 with cancel.cancel_scope(connection, timeout=random.uniform(0.0005, 0.004)):
@@ -123,12 +126,16 @@ def test_race_stress_in_a_forked_child() -> None:
                 cancelled += 1
             try:
                 cursor.execute("SELECT SLEEP(0.002)")
-                failures += cursor.fetchone() != (0,)
-            except (OperationalError, MySQLdb.OperationalError):
-                failures += 1
-        return failures == 0 and cancelled > 0
+                row = cursor.fetchone()
+                if row != (0,):
+                    failures.append(f"next statement returned {row!r}")
+            except (OperationalError, MySQLdb.OperationalError) as exc:
+                failures.append(f"next statement raised {exc!r}")
+        report.write_text(f"cancelled={cancelled} failures={len(failures)} first={failures[:3]}")
+        return not failures and cancelled > 0
 
-    assert run_in_child(child, timeout=120) == 0
+    code = run_in_child(child, timeout=120)
+    assert code == 0, report.read_text() if report.exists() else f"child exit code {code}"
 
 
 # -- pickling ------------------------------------------------------------------------
