@@ -23,7 +23,7 @@ from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from django_mysql_pooled.cancel.scope import cancel_scope
 from django_mysql_pooled.pool import registry
 from tests.conftest import DrainingWrapper
-from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, Unavailable, requires_mariadbd
+from tests.faults.mariadb import DATABASE, PASSWORD, USER, PrivateMariaDB, requires_mariadbd, running_or_skip
 from tests.faults.tls import Certificates, make_certificates, tls_server_options
 
 pytestmark = [requires_mariadbd, pytest.mark.django_db(transaction=True)]
@@ -42,16 +42,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory, certs: Certificates) ->
         server_options=tls_server_options(certs),
         client_options={"ssl": {"ca": str(certs.ca)}, "ssl_mode": "VERIFY_IDENTITY"},
     )
-    try:
-        server.start()
-        server.provision()
-    except (Unavailable, MySQLdb.Error) as exc:
-        server.stop()
-        pytest.skip(f"the private TLS MariaDB server could not start: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
+    with running_or_skip(server, "the private TLS MariaDB server") as started:
+        yield started
 
 
 @pytest.fixture

@@ -98,14 +98,19 @@ class FakeFactory:
             if error is not None:
                 self.connect_errors += 1
                 raise error
-            conn = FakeConnection(len(self.made) + 1, self.clock(), threading.current_thread())
-            self.made.append(conn)
-            self.open.add(conn)
-            self.connects += 1
-            self.peak_open = max(self.peak_open, len(self.open))
-            if self.max_open is not None and len(self.open) > self.max_open:
-                self.violations.append(f"{len(self.open)} connections open, max_size is {self.max_open}")
-            return conn
+            return self._new_connection_locked()
+
+    def _new_connection_locked(self, host: str | None = None) -> FakeConnection:
+        """A connection just opened (to *host*), counted; a violation past ``max_open`` (lock held)."""
+        conn = FakeConnection(len(self.made) + 1, self.clock(), threading.current_thread())
+        conn.host = host
+        self.made.append(conn)
+        self.open.add(conn)
+        self.connects += 1
+        self.peak_open = max(self.peak_open, len(self.open))
+        if self.max_open is not None and len(self.open) > self.max_open:
+            self.violations.append(f"{len(self.open)} connections open, max_size is {self.max_open}")
+        return conn
 
     def _use_locked(self, conn: FakeConnection, what: str) -> None:
         """Record a use of a closed or detached connection; raise if the fake server dropped it."""

@@ -11,7 +11,6 @@ other error (:class:`NotTheHost`, e.g. bad credentials) is not.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,15 +71,7 @@ class FakeHosts(FakeFactory):
             if error is not None:
                 self.connect_errors += 1
                 raise error
-            conn = FakeConnection(len(self.made) + 1, self.clock(), threading.current_thread())
-            conn.host = label
-            self.made.append(conn)
-            self.open.add(conn)
-            self.connects += 1
-            self.peak_open = max(self.peak_open, len(self.open))
-            if self.max_open is not None and len(self.open) > self.max_open:
-                self.violations.append(f"{len(self.open)} connections open, max_size is {self.max_open}")
-            return conn
+            return self._new_connection_locked(label)
 
     @staticmethod
     def host_error(exc: BaseException) -> str | None:
