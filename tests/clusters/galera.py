@@ -21,7 +21,7 @@ from pathlib import Path
 import MySQLdb
 
 from tests.clusters.node import GALERA_PROVIDER, ClusterNode, free_ports
-from tests.faults.mariadb import USER, Unavailable
+from tests.faults.mariadb import USER, Unavailable, socket_path
 
 __all__ = ["GaleraCluster"]
 
@@ -104,7 +104,7 @@ class GaleraNode(ClusterNode):
             f"--tmpdir={self.basedir}",
             f"--log-error={log}",
             f"--pid-file={self.basedir / 'recover.pid'}",
-            f"--socket={self.basedir / 'recover.sock'}",  # never the compiled-in default: the shared server's
+            f"--socket={socket_path(self.basedir, 'recover.sock')}",  # never the default: the shared server's
             "--skip-networking",
             "--wsrep-recover",
             *self._server_options(),

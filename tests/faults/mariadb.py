@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,21 @@ def _free_port(first: int = 33100, last: int = 33999) -> int:
     raise Unavailable(f"no free port in 127.0.0.1:{first}-{last} for the private MariaDB server")
 
 
+#: The longest Unix socket path the server accepts (``sun_path`` is 108 bytes with its NUL).
+_SOCKET_PATH_MAX = 107
+
+
+def socket_path(basedir: Path, name: str = "mariadbd.sock") -> Path:
+    """A server's socket *name*: in *basedir*, or in a short directory of its own when that
+    path is too long (a clean clone under a deep CI directory: the server refuses to start)."""
+    path = basedir / name
+    if len(os.fsencode(path)) <= _SOCKET_PATH_MAX:
+        return path
+    short = Path(tempfile.mkdtemp(prefix="dmp-sock-"))
+    atexit.register(shutil.rmtree, short, ignore_errors=True)
+    return short / name
+
+
 class PrivateMariaDB:
     """One ``mariadbd`` process on a data directory under *basedir*.
 
@@ -132,7 +148,7 @@ class PrivateMariaDB:
         self.client_options = dict(client_options or {})
         self.basedir = basedir
         self.datadir = basedir / "data"
-        self.socket = basedir / "mariadbd.sock"
+        self.socket = socket_path(basedir)
         self.pid_file = basedir / "mariadbd.pid"
         self.log_file = basedir / "mariadbd.err"
         self.host = "127.0.0.1"
