@@ -56,3 +56,16 @@ def run_in_child(body: Callable[[], bool], timeout: float = 60.0) -> int:
             os.waitpid(pid, 0)
             return -9
         time.sleep(0.05)
+
+
+def pause_after_ok(sent: Callable[[], bool]) -> Callable[..., Any]:
+    """An execute wrapper (inside the scope's) that holds the statement's result, after the
+    server's OK, until the kill was sent: the deadline fires between OK and "done"."""
+
+    def pause(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        wait_until(sent, 20, "the watchdog never sent its kill")
+        time.sleep(0.2)
+        return result
+
+    return pause

@@ -119,18 +119,20 @@ def test_race_stress_in_a_forked_child(tmp_path: Path) -> None:
         failures: list[str] = []
         cancelled = 0
         for _ in range(300):
+            before = "completed"
             try:
                 with cancel.cancel_scope(connection, timeout=random.uniform(0.0005, 0.004)):
                     cursor.execute("SELECT SLEEP(0.002)")
-            except QueryCancelled:
+            except QueryCancelled as exc:
                 cancelled += 1
+                before = f"{exc!r} (from {exc.__cause__!r})"
             try:
                 cursor.execute("SELECT SLEEP(0.002)")
                 row = cursor.fetchone()
                 if row != (0,):
-                    failures.append(f"next statement returned {row!r}")
+                    failures.append(f"next statement returned {row!r} after the cancellable one {before}")
             except (OperationalError, MySQLdb.OperationalError) as exc:
-                failures.append(f"next statement raised {exc!r}")
+                failures.append(f"next statement raised {exc!r} after the cancellable one {before}")
         report.write_text(f"cancelled={cancelled} failures={len(failures)} first={failures[:3]}")
         return not failures and cancelled > 0
 

@@ -3,39 +3,22 @@ a rollback (issue 12, item 4)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from django.db import connection, transaction
 from django.db.transaction import TransactionManagementError
 
 from django_mysql_pooled import QueryCancelled
 from django_mysql_pooled.cancel.scope import cancel_scope
-from tests.cancel.helpers import slow, stat, wait_until
+from tests.cancel.helpers import pause_after_ok, slow, stat
 from tests.testapp.models import Item
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _pause_after_ok(sent: Callable[[], bool]) -> Callable[..., Any]:
-    """An execute wrapper (inside the scope's) that holds the statement's result, after the
-    server's OK, until the kill was sent: the deadline fires between OK and "done"."""
-
-    def pause(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
-        result = execute(sql, params, many, context)
-        wait_until(sent, 20, "the watchdog never sent its kill")
-        time.sleep(0.2)
-        return result
-
-    return pause
-
-
 def test_write_completed_before_a_late_kill_returns_its_result() -> None:
     item = Item.objects.create(name="a", value=0)
     kills, late = stat(connection, "kills_sent"), stat(connection, "kills_late")
-    pause = _pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
+    pause = pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
     with cancel_scope(connection, timeout=0.3), connection.execute_wrapper(pause):  # the scope's wrapper first
         updated = Item.objects.filter(pk=item.pk).update(value=1)
     assert updated == 1  # returned, not raised: a retry would apply it twice
@@ -46,7 +29,7 @@ def test_write_completed_before_a_late_kill_returns_its_result() -> None:
 def test_read_returned_after_a_late_kill_still_raises() -> None:
     Item.objects.create(name="a")
     kills = stat(connection, "kills_sent")
-    pause = _pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
+    pause = pause_after_ok(lambda: stat(connection, "kills_sent") > kills)
     with pytest.raises(QueryCancelled), cancel_scope(connection, timeout=0.3), connection.execute_wrapper(pause):
         Item.objects.count()
 
