@@ -8,7 +8,9 @@ sender marks the execution ``KILLING`` just before it sends the kill and
 thread, when its statement returns, waits while it is ``KILLING`` and only
 then starts anything else on that connection. A kill requested after the
 statement was marked done, or still queued behind another kill to the same
-server, does nothing.
+server, does nothing. A kill whose answer was lost (the killer's connection
+failed after sending it: ``KILL_UNANSWERED``) may still reach the server
+later, so that session never serves another checkout.
 
 Every wait is bounded (:data:`FINISH_BOUND`), and :data:`lock` is a new one
 in a forked child, where a kill in flight at ``fork()`` never completes.
@@ -45,6 +47,7 @@ _COUNTED = {
     KillOutcome.DENIED: stats.KILLS_DENIED,
     KillOutcome.WRONG_SERVER: stats.KILLS_WRONG_SERVER,
     KillOutcome.FAILED: stats.KILLS_FAILED,
+    KillOutcome.UNANSWERED: stats.KILLS_UNANSWERED,
 }
 
 
@@ -53,7 +56,13 @@ class State(enum.Enum):
     KILLING = "killing"
     KILLED = "killed"
     KILL_FAILED = "kill failed"
+    #: Sent, answer lost: it may land later (:attr:`Execution.abandoned`).
+    KILL_UNANSWERED = "kill unanswered"
     DONE = "done"
+
+
+#: The state a kill's outcome leaves (any other: ``KILL_FAILED``).
+_STATE_AFTER = {KillOutcome.SENT: State.KILLED, KillOutcome.UNANSWERED: State.KILL_UNANSWERED}
 
 
 class Execution:
@@ -95,7 +104,7 @@ class Execution:
             )
         finally:
             with lock:
-                self.state = State.KILLED if outcome is KillOutcome.SENT else State.KILL_FAILED
+                self.state = _STATE_AFTER.get(outcome, State.KILL_FAILED)
                 lock.notify_all()
             key = _COUNTED.get(outcome)
             if key is not None and self.pool is not None:
@@ -110,7 +119,9 @@ class Execution:
 
         Waits at most :data:`FINISH_BOUND` seconds (then logs a warning and sets
         :attr:`abandoned`: a kill may still be sent, so the caller must never
-        let the connection serve another statement of someone else).
+        let the connection serve another statement of someone else). A kill
+        sent whose answer was lost (:attr:`State.KILL_UNANSWERED`) counts as
+        landed and sets :attr:`abandoned` too: it may still reach the server.
         """
         deadline = time.monotonic() + FINISH_BOUND
         with lock:
@@ -126,7 +137,9 @@ class Execution:
                     self.abandoned = True
                     break
                 lock.wait(left)
-            killed = self.state is State.KILLED
+            if self.state is State.KILL_UNANSWERED:
+                self.abandoned = True  # the kill may still arrive (logged by the killer)
+            killed = self.state is State.KILLED or self.state is State.KILL_UNANSWERED
             self.state = State.DONE
         return killed
 

@@ -68,6 +68,7 @@ RETRY_AFTER = 1.0
 
 _NO_SUCH_THREAD = 1094  # ER_NO_SUCH_THREAD: the target connection is gone
 _KILL_DENIED = 1095  # ER_KILL_DENIED_ERROR: not our thread, no PROCESS / CONNECTION ADMIN privilege
+_CLIENT_ERRORS = 2000  # CR_MIN_ERROR: the client library's own error codes start here
 
 
 class KillOutcome(enum.Enum):
@@ -78,6 +79,9 @@ class KillOutcome(enum.Enum):
     DENIED = "denied"  # 1095: another user's connection
     WRONG_SERVER = "wrong server"  # not sent: the killer is on another server than the target
     FAILED = "failed"  # not sent: the server could not be reached
+    #: Sent (or maybe sent), but the connection failed before the server's answer came: the
+    #: kill may still reach the server later, and end whatever statement that session runs then.
+    UNANSWERED = "unanswered"
 
 
 #: ``login(params)``: the ``connect()`` arguments with fresh credentials (rotating credentials).
@@ -201,7 +205,24 @@ class Killer:
     def _kill(
         self, connection_id: int, target: str | None, check_server: bool, still_wanted: Callable[[], bool]
     ) -> KillOutcome:
+        outcome, unanswered = self._attempts(connection_id, target, check_server, still_wanted)
+        if unanswered:  # whatever a retry did: the first KILL may still arrive
+            logger.warning(
+                "killer %s: KILL QUERY %s was sent but not answered: it may still reach the server; "
+                "that connection is closed instead of reused",
+                self.where,
+                connection_id,
+            )
+            return KillOutcome.UNANSWERED
+        return outcome
+
+    def _attempts(  # long: the stale connection's attempt, then a new one's, each outcome inline
+        self, connection_id: int, target: str | None, check_server: bool, still_wanted: Callable[[], bool]
+    ) -> tuple[KillOutcome, bool]:
+        """The outcome, and whether an attempt may have sent the kill without getting its answer."""
+        unanswered = False
         for stale in (self._conn is not None, False):
+            sending = False
             try:
                 conn = self._connect()
                 if check_server and (target is None or self.identity is None or target != self.identity):
@@ -213,30 +234,35 @@ class Killer:
                         target or "(unknown)",
                         self.identity,
                     )
-                    return KillOutcome.WRONG_SERVER
+                    return KillOutcome.WRONG_SERVER, unanswered
                 if not still_wanted():  # the statement ended while the killer connected
-                    return KillOutcome.GONE
+                    return KillOutcome.GONE, unanswered
+                sending = True
                 conn.cursor().execute(f"KILL QUERY {int(connection_id)}")
             except MySQLdb.OperationalError as exc:
                 code = exc.args[0] if exc.args else None
                 if code == _NO_SUCH_THREAD:
-                    return KillOutcome.GONE
+                    return KillOutcome.GONE, unanswered
                 if code == _KILL_DENIED:
                     self._log_once(
                         KillOutcome.DENIED, "KILL QUERY %s denied (%s): another user's connection", connection_id, exc
                     )
-                    return KillOutcome.DENIED
+                    return KillOutcome.DENIED, unanswered
+                # A client-side error (2000 and up: lost connection, read timeout) after the
+                # kill was written leaves it unknown whether the server got it; a server error
+                # is the server's answer.
+                unanswered = unanswered or (sending and not (isinstance(code, int) and code < _CLIENT_ERRORS))
                 self._drop()
                 if not stale:
                     self._failed_at = time.monotonic()
                     logger.warning("killer %s: KILL QUERY %s failed: %s", self.where, connection_id, exc)
-                    return KillOutcome.FAILED
+                    return KillOutcome.FAILED, unanswered
             except MySQLdb.Error as exc:
                 logger.warning("killer %s: KILL QUERY %s failed: %s", self.where, connection_id, exc)
-                return KillOutcome.FAILED
+                return KillOutcome.FAILED, unanswered or sending
             else:
-                return KillOutcome.SENT
-        return KillOutcome.FAILED  # pragma: no cover - the loop always returns
+                return KillOutcome.SENT, unanswered
+        return KillOutcome.FAILED, unanswered  # pragma: no cover - the loop always returns
 
     def _log_once(self, kind: KillOutcome, message: str, *args: Any) -> None:
         """Warn once per killer and kind: it would repeat for every kill."""

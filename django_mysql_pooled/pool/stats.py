@@ -81,6 +81,7 @@ KILLS_LATE: Final = "kills_late"
 KILLS_DENIED: Final = "kills_denied"
 KILLS_WRONG_SERVER: Final = "kills_wrong_server"
 KILLS_FAILED: Final = "kills_failed"
+KILLS_UNANSWERED: Final = "kills_unanswered"
 # -- several hosts (hosts.py) -----------------------------------------------------------
 FAILOVERS: Final = "failovers"
 CLOSES_FAILBACK: Final = "closes_failback"
@@ -156,6 +157,13 @@ STATS: Final[tuple[Stat, ...]] = (
         late=True,
     ),
     Stat(KILLS_FAILED, "counter", "queries", "KILL QUERY not sent: the server could not be reached.", late=True),
+    Stat(
+        KILLS_UNANSWERED,
+        "counter",
+        "queries",
+        "KILL QUERY sent, its answer lost: it may land later, so the connection is closed, not reused.",
+        late=True,
+    ),
     Stat(
         FAILOVERS,
         "counter",

@@ -28,6 +28,7 @@ import django_mysql_pooled
 from django_mysql_pooled import CancelToken, QueryCancelled
 from django_mysql_pooled.base import DatabaseWrapper as PooledWrapper
 from django_mysql_pooled.cancel import scope as cancel
+from django_mysql_pooled.cancel.hook import SERVER_LIMIT_SLACK
 from django_mysql_pooled.cancel.killers import killer_for
 from django_mysql_pooled.cancel.queryset import CancellableQuerySet, patch_queryset
 from tests.conftest import WrapperFactory
@@ -231,7 +232,9 @@ def test_server_side_limit_alone_stops_the_query(admin: Any, server_limit_only: 
     with pytest.raises(QueryCancelled) as info:
         _slow(5).cancellable(timeout=0.5).count()
     exc = info.value
-    assert exc.args[0] == 1969 and exc.reason == "timeout" and exc.elapsed < 1.5
+    # the server's limit runs SERVER_LIMIT_SLACK past the deadline: a backstop, not a second timer
+    assert exc.args[0] == 1969 and exc.reason == "timeout"
+    assert 0.5 + SERVER_LIMIT_SLACK - 0.05 <= exc.elapsed < 0.5 + SERVER_LIMIT_SLACK + 1.0
     assert "max_statement_time" in str(exc.__cause__)
     assert _gone_within(admin, exc.connection_id or 0, 0.1)
     assert _stat(connection, "kills_sent") == kills
@@ -239,6 +242,17 @@ def test_server_side_limit_alone_stops_the_query(admin: Any, server_limit_only: 
     bench: Any = Item.objects.annotate(b=RawSQL("BENCHMARK(%s, MD5('a'))", (10**11,)))
     with pytest.raises(QueryCancelled):
         list(bench.cancellable(timeout=0.3))
+
+
+def test_at_the_deadline_the_kill_stops_the_query_not_the_servers_limit() -> None:
+    """With the killer working, a timeout ends with its KILL QUERY (1317): the server's own
+    timer, set to the same instant, raced it and could interrupt the session's next statement."""
+    Item.objects.create(name="a")
+    for _ in range(3):
+        with pytest.raises(QueryCancelled) as info:
+            _slow(5).cancellable(timeout=0.3).count()
+        assert info.value.args[0] == 1317 and info.value.reason == "timeout", info.value
+        assert info.value.elapsed < 0.3 + SERVER_LIMIT_SLACK
 
 
 def test_killed_update_rolls_back_its_statement() -> None:
