@@ -24,13 +24,14 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connections
+from django.db import connections
 
 from django_mysql_pooled import QueryCancelled
 from django_mysql_pooled.cancel import execution
 from django_mysql_pooled.cancel import scope as scope_module
 from django_mysql_pooled.cancel.killers import all_killers
 from django_mysql_pooled.cancel.scope import cancel_scope
+from tests.security.helpers import uncancellable_sleep
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -103,17 +104,9 @@ def _story(pooled: Any, slow_login: float) -> None:  # long: one story, two requ
 
     # Request B, another request of the same process: NOT cancellable.
     request_b = pooled({"max_size": 1, "credentials": provider}, alias="sec_stale_kill")
-    started = time.monotonic()
-    with request_b.cursor() as cursor:
-        # A's session, which the late kill may still reach, is never handed out again.
-        assert request_b.connection.thread_id() != victim_id
-        try:
-            cursor.execute(f"SELECT SLEEP({slow_login + 1})")
-            outcome = f"completed: {cursor.fetchall()}"
-        except OperationalError as exc:
-            outcome = f"failed: {exc}"
-    elapsed = time.monotonic() - started
-    request_b.close()
+    session, outcome, elapsed = uncancellable_sleep(request_b, slow_login + 1)
+    # A's session, which the late kill may still reach, is never handed out again.
+    assert session != victim_id
     # The pool must never let A's kill reach B's statement.
     assert outcome.startswith("completed") and elapsed > slow_login + 0.5, (
         f"request B's uncancellable query was killed by request A's late KILL QUERY {victim_id}: "
