@@ -9,10 +9,10 @@ Usage (``demo.sh`` runs both against servers it started)::
 ``search`` asks ``GET /search/`` (a sync view, any server) for reviews
 matching a regular expression that backtracks on every row (minutes for the
 whole table) with ``timeout=0.5``: the view must answer 503 after about
-0.5 s with the connection id of the killed query. On MariaDB two stops fire
-at that deadline, the watchdog's ``KILL QUERY`` (counted in ``kills_sent``)
-and the statement's own ``max_statement_time``; the server's error code
-(1317 or 1969) tells which one ended the statement.
+0.5 s with the connection id of the killed query. At that deadline the
+watchdog's ``KILL QUERY`` (counted in ``kills_sent``) ends the statement
+(1317); the statement's own ``max_statement_time`` (MariaDB) runs half a
+second longer and ends it (1969) only when no kill could be sent.
 
 ``disconnect`` needs an ASGI server (uvicorn): it opens ``GET /slow-count/``
 (an async view: ``await ....cancellable().acount()``) over a raw socket,

@@ -72,7 +72,7 @@ class Execution:
     :param pool: the alias's pool (counts the kills), ``None`` without one.
     """
 
-    __slots__ = ("abandoned", "connection_id", "killer", "pool", "raw", "state")
+    __slots__ = ("abandoned", "connection_id", "killer", "pool", "raw", "state", "unanswered")
 
     def __init__(self, raw: Any, killer: Killer, pool: Any) -> None:
         self.raw = raw
@@ -82,6 +82,8 @@ class Execution:
         self.state = State.RUNNING
         #: finish() stopped waiting for a kill in flight (see there).
         self.abandoned = False
+        #: The kill was sent and its answer lost (:attr:`State.KILL_UNANSWERED`).
+        self.unanswered = False
 
     def __repr__(self) -> str:
         return f"<Execution connection={self.connection_id} {self.state.value}>"
@@ -138,7 +140,7 @@ class Execution:
                     break
                 lock.wait(left)
             if self.state is State.KILL_UNANSWERED:
-                self.abandoned = True  # the kill may still arrive (logged by the killer)
+                self.abandoned = self.unanswered = True  # the kill may still arrive (logged by the killer)
             killed = self.state is State.KILLED or self.state is State.KILL_UNANSWERED
             self.state = State.DONE
         return killed

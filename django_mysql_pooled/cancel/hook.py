@@ -104,7 +104,7 @@ class Hook:
             if cancelled is None:
                 raise
             raise self._cancelled(cancelled) from exc
-        return self._completed(sql, result, self._finish(execution), execution.connection_id)
+        return self._completed(sql, result, self._finish(execution), execution)
 
     def killer_of(self, raw: Any) -> Killer:
         """The killer of the server *raw* runs on: with several hosts, the one it was opened to
@@ -171,17 +171,18 @@ class Hook:
         else:  # the stock backend, or ours without a pool (or an unpooled copy)
             self.connection.close_at = time.monotonic()
 
-    def _completed(self, sql: str, result: Any, killed: Scope | None, connection_id: int) -> Any:
+    def _completed(self, sql: str, result: Any, killed: Scope | None, execution: Execution) -> Any:
         """The result of a statement the server completed, or the reason a read must not return."""
         if _READ.match(sql):
             if killed is None:
                 with ex.lock:
                     killed = self._refused()  # the server's limit may end a read silently too
             if killed is not None:  # completed, but its value may be wrong (a killed BENCHMARK() is 0)
-                raise self._cancelled(killed.error(connection_id, completed=True))
-        elif killed is not None:
+                raise self._cancelled(killed.error(execution.connection_id, completed=True))
+        elif killed is not None and not execution.unanswered:  # (unanswered: it has not landed, may later)
             logger.info(
-                "KILL QUERY %s landed after the server completed the statement: its result is kept", connection_id
+                "KILL QUERY %s landed after the server completed the statement: its result is kept",
+                execution.connection_id,
             )
             self._count(stats.KILLS_LATE)
         return result

@@ -68,7 +68,8 @@ RETRY_AFTER = 1.0
 
 _NO_SUCH_THREAD = 1094  # ER_NO_SUCH_THREAD: the target connection is gone
 _KILL_DENIED = 1095  # ER_KILL_DENIED_ERROR: not our thread, no PROCESS / CONNECTION ADMIN privilege
-_CLIENT_ERRORS = 2000  # CR_MIN_ERROR: the client library's own error codes start here
+#: The client library's own error codes (CR_MIN_ERROR to CR_MAX_ERROR); the server's are outside.
+_CLIENT_ERRORS = range(2000, 3000)
 
 
 class KillOutcome(enum.Enum):
@@ -223,6 +224,9 @@ class Killer:
         unanswered = False
         for stale in (self._conn is not None, False):
             sending = False
+            if stale and not connection.alive(self._fd):  # closed by the server: nothing could be delivered
+                self._drop()
+                continue
             try:
                 conn = self._connect()
                 if check_server and (target is None or self.identity is None or target != self.identity):
@@ -248,10 +252,10 @@ class Killer:
                         KillOutcome.DENIED, "KILL QUERY %s denied (%s): another user's connection", connection_id, exc
                     )
                     return KillOutcome.DENIED, unanswered
-                # A client-side error (2000 and up: lost connection, read timeout) after the
+                # A client-side error (2000-2999: lost connection, read timeout) after the
                 # kill was written leaves it unknown whether the server got it; a server error
                 # is the server's answer.
-                unanswered = unanswered or (sending and not (isinstance(code, int) and code < _CLIENT_ERRORS))
+                unanswered = unanswered or (sending and (not isinstance(code, int) or code in _CLIENT_ERRORS))
                 self._drop()
                 if not stale:
                     self._failed_at = time.monotonic()

@@ -56,8 +56,9 @@ SLOW_PATTERN = r"(\w+\s?){5}\d"
 #: The largest ``timeout`` the views accept, in seconds.
 MAX_TIMEOUT = 60.0
 #: What stopped a cancelled query, by the server's error code.
-#: On MariaDB a deadline fires twice at once: the watchdog's ``KILL QUERY``
-#: and the statement's own ``max_statement_time``; the error names the first.
+#: At the deadline the watchdog's ``KILL QUERY`` stops it; the statement's own
+#: limit (``max_statement_time``, ``MAX_EXECUTION_TIME``) half a second later,
+#: only when no kill could be sent.
 STOPPED_BY = {
     1317: "KILL QUERY",
     1969: "MariaDB's max_statement_time",

@@ -12,6 +12,7 @@ the connection is closed at checkin instead of reused.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,3 +71,45 @@ def test_a_kill_whose_answer_was_lost_never_reaches_the_next_checkout(
         f"request B {'reused' if reused else 'did not reuse'} A's session {victim_id}; its statement "
         f"{outcome} after {elapsed:.2f} s"
     )
+
+
+def test_a_killer_connection_the_server_closed_is_replaced_without_an_unanswered_kill(
+    pooled: Any, admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill written to a killer connection the server had already closed cannot have been
+    delivered: the killer sends it over a new connection, answered, and the statement's
+    connection is reused as usual (not counted as unanswered, not closed)."""
+    monkeypatch.setattr(scope_module._Hook, "_with_server_limit", lambda self, raw, sql: sql)
+    db = pooled({"max_size": 1}, alias="sec_stale_killer")
+    with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.2), db.cursor() as cursor:
+        cursor.execute("SELECT SLEEP(1)")  # opens the killer, and uses it
+    killer = next(k for k in all_killers() if k.connection_id is not None)
+    monkeypatch.setattr(killer, "keep_ready", lambda *args, **kwargs: None)  # nothing notices before the kill
+    admin.cursor().execute(f"KILL CONNECTION {int(killer.connection_id)}")
+    time.sleep(0.1)  # the server has closed it: its socket has the EOF to read
+    session = db.connection.thread_id()
+    with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.2), db.cursor() as cursor:
+        cursor.execute("SELECT SLEEP(1)")
+    stats = db.pool.get_stats()
+    assert stats.get("kills_unanswered", 0) == 0 and stats["kills_sent"] == 2, stats
+    db.close()
+    with db.cursor() as cursor:  # reused: nothing can still arrive for it
+        assert db.connection.thread_id() == session
+    db.close()
+
+
+def test_a_write_completed_before_an_unanswered_kill_keeps_its_result_and_is_not_a_late_kill(
+    pooled: Any, proxy: HoldKills, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write completed; the kill has not landed (it may, later): not ``kills_late``."""
+    monkeypatch.setattr(scope_module._Hook, "_with_server_limit", lambda self, raw, sql: sql)
+    db = pooled({"max_size": 1}, alias="sec_unanswered_write", HOST="127.0.0.1", PORT=proxy.port)
+    with db.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE unanswered (v INT)")
+        cursor.execute("INSERT INTO unanswered VALUES (0)")
+    with cancel_scope(db, timeout=0.2), db.cursor() as cursor:
+        cursor.execute("UPDATE unanswered SET v = 1 + SLEEP(1)")  # completes at 1 s; the kill is held
+        assert cursor.rowcount == 1
+    stats = db.pool.get_stats()
+    assert stats.get("kills_unanswered", 0) == 1 and stats.get("kills_late", 0) == 0, stats
+    db.close()
