@@ -84,8 +84,10 @@ def test_a_killer_connection_the_server_closed_is_replaced_without_an_unanswered
     with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.2), db.cursor() as cursor:
         cursor.execute("SELECT SLEEP(1)")  # opens the killer, and uses it
     killer = next(k for k in all_killers() if k.connection_id is not None)
+    killer_id = killer.connection_id
+    assert killer_id is not None
     monkeypatch.setattr(killer, "keep_ready", lambda *args, **kwargs: None)  # nothing notices before the kill
-    admin.cursor().execute(f"KILL CONNECTION {int(killer.connection_id)}")
+    admin.cursor().execute(f"KILL CONNECTION {int(killer_id)}")
     time.sleep(0.1)  # the server has closed it: its socket has the EOF to read
     session = db.connection.thread_id()
     with pytest.raises(QueryCancelled), cancel_scope(db, timeout=0.2), db.cursor() as cursor:
