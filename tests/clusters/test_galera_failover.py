@@ -82,6 +82,7 @@ def test_a_node_in_use_fails_and_comes_back(  # long: one scenario, measured ste
     with Clients(target, THREADS, insert(table), pause=0.005) as clients:
         clients.wait_for_successes(100)
         assert host_sizes(target)[node.address] > 0, f"{node.name} is not in use: {host_sizes(target)}"
+        survivors = {other: _log_size(other) for other in galera_cluster.nodes if other is not node}
         failed_at = time.monotonic()
         if how == "sigkill":
             node.kill()
@@ -105,6 +106,10 @@ def test_a_node_in_use_fails_and_comes_back(  # long: one scenario, measured ste
         down_s=restarted_at - failed_at,
         **values,
     )
+    if values["late_errors"] and (lost := _lost_primary(survivors)):
+        # Every node then refuses queries (1047): nothing a client can do. Seen once in a clean-clone
+        # CI run on 2 cores (both survivors NON_PRIM for ~3 s while the killed node was evicted).
+        pytest.skip(f"Galera lost the primary component on the surviving nodes {lost}, not a pool failure")
     assert values["late_errors"] == 0, clients.errors(started_after=failed_at + IN_FLIGHT)[:5]
     assert values["errors"] <= THREADS, values["error_kinds"]  # at most one request in flight per thread
     assert all(n == 0 for n in values["missing"].values()), values["missing"]
@@ -172,3 +177,18 @@ def test_a_node_rejecting_queries_is_left_and_used_again_when_it_accepts_them(
     assert values["errors"] <= open_on_node1, values["error_kinds"]  # one failed statement per connection
     assert not errors_while_rejecting, errors_while_rejecting[:3]
     assert all(n == 0 for n in values["missing"].values()), values["missing"]
+
+
+def _log_size(node: GaleraNode) -> int:
+    return node.log_file.stat().st_size if node.log_file.exists() else 0
+
+
+def _lost_primary(offsets: dict[GaleraNode, int]) -> list[str]:
+    """The nodes whose error log shows a non-Primary view after their *offsets* (quorum lost)."""
+    lost = []
+    for node, offset in offsets.items():
+        with node.log_file.open("rb") as log:
+            log.seek(offset)
+            if b"view(view_id(NON_PRIM" in log.read():
+                lost.append(node.name)
+    return lost
