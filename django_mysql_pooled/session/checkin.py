@@ -38,10 +38,9 @@ def roll_back_at_checkin(pool: DjangoPool, conn: Any, *, errors_occurred: bool) 
     """
     if not pool.resets_on_checkin and errors_occurred and not _is_usable(conn):
         return True  # (with a reset at checkin, the reset is the check)
-    status = _native.server_status(conn)  # (in_transaction(), inlined: every checkin passes here)
-    if status is not None and not status & SERVER_STATUS_IN_TRANS:
+    open_transaction = in_transaction(conn)
+    if open_transaction is False:
         return False
-    open_transaction = status is not None
     try:
         conn.rollback()  # so that no row lock is held while the connection is idle
     except MySQLdb.Error:

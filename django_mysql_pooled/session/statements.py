@@ -75,15 +75,9 @@ def run(conn: Any, batch: bytes) -> tuple[Any, ...]:
 
     :raises MySQLdb.Error: a statement failed (the server runs none after it).
     """
-    _query(conn, batch)  # (mysqlclient's Connection.query() adds only a bytearray conversion)
-    row: tuple[Any, ...] = ()
-    while True:
-        result = conn.store_result()
-        if result is not None:
-            rows = result.fetch_row()
-            row = rows[0] if rows else ()
-        if conn.next_result() != 0:
-            return row
+    sets = run_sets(conn, batch)
+    rows = sets[-1].fetch_row() if sets else ()
+    return rows[0] if rows else ()
 
 
 def run_sets(conn: Any, batch: bytes) -> list[Any]:
@@ -92,7 +86,7 @@ def run_sets(conn: Any, batch: bytes) -> list[Any]:
 
     :raises MySQLdb.Error: a statement failed (the server runs none after it).
     """
-    _query(conn, batch)
+    _query(conn, batch)  # (mysqlclient's Connection.query() adds only a bytearray conversion)
     store, more = conn.store_result, conn.next_result
     sets = []
     while True:
