@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import annotate, instructions
+from bench import annotate, components, instructions
 from bench.plan import MEMORY_CONNECTIONS, rotated
 from bench.workerctl import mode_env
 from bench.workloads import Context
@@ -47,6 +47,7 @@ def instruction_counts(ctx: Context) -> dict[str, Any]:
     kept = {mode: {k: v for k, v in r.items() if k != "files"} for mode, r in counted.items()}
     result: dict[str, Any] = {"modes": kept}
     if all(mode in counted for mode in ANNOTATED):
+        result["components"] = components.measure(plan.component_uses, _env(ctx, "D", "parts"), out_dir)
         result["c_functions"] = _c_functions(ctx, counted)
         result.update(_python_functions(ctx))
     return result

@@ -82,39 +82,48 @@ def _total(path: Path) -> int:
     return int(match.group(1))
 
 
-def run_one(mode: str, warmup: int, small: int, large: int, env: dict[str, str], out_dir: Path) -> dict[str, Any]:
-    """One callgrind run of *mode*; the two windows' totals and the paths of their dumps."""
+def run_marked(command: list[str], env: dict[str, str], out: Path, dumps: int) -> list[int]:
+    """Run *command* under callgrind, dumping at each :func:`mark`; the instructions of each of the
+    *dumps* windows of the marking thread (the first: start-up to the first mark).
+
+    :raises RuntimeError: valgrind is missing, the run failed, or it did not mark *dumps* times.
+    """
     if shutil.which("valgrind") is None:
         raise RuntimeError("valgrind is not installed (Debian: apt-get install valgrind)")
-    out = out_dir / f"callgrind.{mode}"
-    for old in [*out_dir.glob(f"{out.name}.*"), *out_dir.glob(f"{out.name}-*")]:
+    for old in [*out.parent.glob(f"{out.name}.*"), *out.parent.glob(f"{out.name}-*")]:
         old.unlink()
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARKER}"]
-    command += ["--compress-strings=no", "--separate-threads=yes"]  # dumps self-contained; a file per thread
-    command += [sys.executable, "-m", "bench.instructions", mode, str(warmup), str(small), str(large)]
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARKER}"]
+    valgrind += ["--compress-strings=no", "--separate-threads=yes"]  # dumps self-contained; a file per thread
     done = subprocess.run(
-        command,
+        [*valgrind, *command],
         check=False,
-        env={**env, "DMP_BENCH_MODE": mode, "PYTHONHASHSEED": "0"},
+        env={**env, "PYTHONHASHSEED": "0"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"callgrind run of mode {mode} failed ({done.returncode}): {done.stderr[-2000:]}")
-    windows = [out.with_name(f"{out.name}.{n}-01") for n in (2, 3)]
-    if not all(w.exists() for w in windows) or out.with_name(f"{out.name}.4-01").exists():
-        raise RuntimeError(f"expected exactly 3 dumps at {MARKER} in {out_dir}; something else calls it")
-    small_total, large_total = (_total(w) for w in windows)
+        raise RuntimeError(f"callgrind run of {' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    windows = [out.with_name(f"{out.name}.{n}-01") for n in range(1, dumps + 1)]
+    if not all(w.exists() for w in windows) or out.with_name(f"{out.name}.{dumps + 1}-01").exists():
+        raise RuntimeError(f"expected exactly {dumps} dumps at {MARKER} in {out.parent}; something else calls it")
+    return [_total(window) for window in windows]
+
+
+def run_one(mode: str, warmup: int, small: int, large: int, env: dict[str, str], out_dir: Path) -> dict[str, Any]:
+    """One callgrind run of *mode*; the two windows' totals and the paths of their dumps."""
+    out = out_dir / f"callgrind.{mode}"
+    command = [sys.executable, "-m", "bench.instructions", mode, str(warmup), str(small), str(large)]
+    startup, small_total, large_total = run_marked(command, {**env, "DMP_BENCH_MODE": mode}, out, dumps=3)
     background = sum(_total(p) for p in out_dir.glob(f"{out.name}-*") if not p.name.endswith("-01"))
     return {
         "instructions_per_cycle": (large_total - small_total) / (large - small),
         "small": small_total,
         "large": large_total,
         "background": background,
-        "startup": _total(out.with_name(f"{out.name}.1-01")),
+        "startup": startup,
         "cycles": {"warmup": warmup, "small": small, "large": large},
-        "files": {"small": str(windows[0]), "large": str(windows[1])},
+        "files": {"small": str(out.with_name(f"{out.name}.2-01")), "large": str(out.with_name(f"{out.name}.3-01"))},
     }
 
 

@@ -56,6 +56,8 @@ class Plan:
     # instructions (callgrind): modes, and cycles of warm-up and of the two counted windows
     instruction_modes: tuple[str, ...] = MODES
     instruction_cycles: tuple[int, int, int] = (200, 200, 1000)
+    # uses of each part of D's checkout counted on its own (bench.components)
+    component_uses: int = 500
     # per-function opcode counts of B and D (sys.settrace), cycles after the warm-up
     opcode_cycles: int = 500
     # memory: tracemalloc over pool-core pairs (fake connections) and Django cycles
@@ -85,6 +87,7 @@ QUICK = Plan(
     tls_threads=(1,),
     instruction_modes=("B", "D"),
     instruction_cycles=(20, 20, 100),
+    component_uses=30,
     opcode_cycles=30,
     memory_core_pairs=20_000,
     memory_cycles=300,
@@ -109,6 +112,7 @@ MEDIUM = Plan(
     pool_duration=0.5,
     fairness_duration=2.0,
     instruction_cycles=(100, 100, 400),
+    component_uses=200,
     opcode_cycles=200,
     memory_cycles=2000,
 )

@@ -72,6 +72,9 @@ def where_section(counted: dict[str, Any]) -> list[str]:
         f"({(opcodes['D'] / opcodes['B'] - 1) * 100:+.1f} %; instructions: "
         f"{(modes['D']['instructions_per_cycle'] / modes['B']['instructions_per_cycle'] - 1) * 100:+.1f} %).",
         "",
+    ]
+    out += parts_section(counted, extra, modes["B"]["instructions_per_cycle"])
+    out += [
         "By package:",
         "",
     ]
@@ -86,6 +89,37 @@ def where_section(counted: dict[str, Any]) -> list[str]:
     saved = [row for row in counted["py_functions"] if row[3] < 0][:5]
     if saved:
         out += ["Where D runs fewer opcodes than B: " + ", ".join(f"`{r[0]}` ({r[3]:+,.0f})" for r in saved) + ".", ""]
+    return out
+
+
+#: What each part of D's checkout is, for the parts table (bench/components.py).
+PART_NAMES = {
+    "reset": "reset and restore at checkin (`COM_RESET_CONNECTION` + the restore batch: 2 round trips)",
+    "pool": "pool: `getconn()` + `putconn()`, without the reset",
+    "django": "Django's `connect()` + `close()` per checkout, with the backend's overrides, without the pool",
+    "health_check": "B instead: its per-request health check (`is_usable()`: a ping)",
+}
+
+
+def parts_section(counted: dict[str, Any], extra: float, b_cycle: float) -> list[str]:
+    """D's extra instructions by part of the checkout, each counted on its own (:mod:`bench.components`)."""
+    parts = counted.get("components", {}).get("parts")
+    if not parts:
+        return []
+    out = [
+        f"**By part** (`bench/components.py`: each part repeated {counted['components']['uses']} times in a",
+        "callgrind window of its own, mode D, an empty loop's window subtracted): what a checkout costs that B's",
+        "persistent connection does not.",
+        "",
+    ]
+    rows = []
+    for name, label in PART_NAMES.items():
+        sign = -1 if name == "health_check" else 1
+        rows.append([label, f"**{sign * parts[name]:+,.0f}**", f"{parts[name] / b_cycle * 100:.1f} %"])
+    accounted = sum(parts[name] for name in ("reset", "pool", "django")) - parts["health_check"]
+    rows.append(["sum (D - B as the parts add up)", f"**{accounted:+,.0f}**", f"{accounted / b_cycle * 100:.1f} %"])
+    rows.append(["D - B measured (cycles, above)", f"**{extra:+,.0f}**", f"{extra / b_cycle * 100:.1f} %"])
+    out += table(["part", "instructions per use", "of B's whole cycle"], rows) + [""]
     return out
 
 

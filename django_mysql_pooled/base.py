@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 _DEFAULT_LEVEL = object()  # OPTIONS without "isolation_level"
 # What get_connection_params() depends on (OPTIONS compared by identity first, as a tuple item).
 _SERVER_SETTINGS = operator.itemgetter("OPTIONS", "NAME", "USER", "PASSWORD", "HOST", "PORT")
-_warned_unpooled: set[str] = set()  # aliases whose other-settings wrapper was logged
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
@@ -163,7 +162,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         pool, self._checkout_pool = self._checkout_pool, None
         if pool is None:  # not right after get_connection_params() found the pool's settings
             pool = self.pool
-            if pool is None or not self._same_server_settings(pool):
+            if pool is None or not pool.serves(None if self._params_seen is None else self._params_seen[2]):
                 self._pool_of_connection = None
                 return super().get_new_connection(conn_params)
         conn = pool.getconn(owner=self)
@@ -173,27 +172,6 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         # A reset session was restored to the pool's autocommit mode (restore.py).
         self._restored_autocommit = pool.restorer.autocommit if reused and pool.config.reset else None
         return conn
-
-    def _same_server_settings(self, pool: DjangoPool) -> bool:
-        """Whether this wrapper connects as the pool does; if not, it gets a connection of its own.
-
-        One pool serves an alias. A wrapper of the alias whose ``NAME``,
-        ``USER``, ``HOST``, ``OPTIONS``... differ from the ones the pool was
-        built with (a ``connection.copy()`` with other settings) must neither
-        get the pool's sessions nor give its own to the pool: it connects
-        like the stock backend, unpooled (logged once per alias).
-        """
-        seen = self._params_seen
-        if seen is None or seen[2] == pool.params_key:
-            return True
-        if pool.name not in _warned_unpooled:
-            _warned_unpooled.add(pool.name)
-            logger.warning(
-                "database %r: a connection object with other connection settings than the pool's "
-                "(NAME, USER, HOST, OPTIONS...) connects without the pool",
-                pool.name,
-            )
-        return False
 
     def init_connection_state(self) -> None:
         pool = self._pool_of_connection
@@ -262,6 +240,22 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         except MySQLdb.Error:
             self.setup_failed()
             raise
+
+    def set_autocommit(self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False) -> None:
+        # connect()'s call right after the checkout of a restored session: every step of Django's
+        # set_autocommit() is then a no-op (no atomic block, connected, health-checked by the reset,
+        # the session already in this mode, no commit hooks due), so only its result is kept.
+        if (
+            autocommit  # (set_autocommit(False) logs a BEGIN in connection.queries with DEBUG)
+            and self._restored_autocommit is autocommit
+            and not (self.in_atomic_block or self.run_commit_hooks_on_set_autocommit_on)
+            and self._pool_of_connection is not None
+            and self.connection is not None
+        ):
+            self._restored_autocommit = None
+            self.autocommit = autocommit
+            return
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
 
     def _set_autocommit(self, autocommit: bool) -> None:
         restored, self._restored_autocommit = self._restored_autocommit, None

@@ -11,6 +11,7 @@ stalled call off (:func:`~.native.interrupt`), drop one inherited through
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,8 @@ from django_mysql_pooled.session.restore import SessionRestorer
 from django_mysql_pooled.session.statements import remember_new_session
 
 __all__ = ["DjangoPool", "build_pool", "open_connection", "params_key"]
+
+logger = logging.getLogger(__name__)
 
 
 class DjangoPool(ConnectionPool[Any]):
@@ -51,6 +54,28 @@ class DjangoPool(ConnectionPool[Any]):
         self.params_key = params_key(restorer.params)
         #: The KILL QUERY connection's login with rotating credentials (``None`` without).
         self.killer_login = None if config.credentials is None else KillerLogin(self.name, config.credentials)
+        self._warned_other_settings = False
+
+    def serves(self, key: str | None) -> bool:
+        """Whether a wrapper whose parameters have :func:`params_key` *key* (``None``: not known)
+        gets this pool's connections; if not, it connects on its own.
+
+        One pool serves an alias. A wrapper of the alias whose ``NAME``,
+        ``USER``, ``HOST``, ``OPTIONS``... differ from the ones the pool was
+        built with (a ``connection.copy()`` with other settings) must neither
+        get the pool's sessions nor give its own to the pool: it connects
+        like the stock backend, unpooled (logged once per pool).
+        """
+        if key is None or key == self.params_key:
+            return True
+        if not self._warned_other_settings:
+            self._warned_other_settings = True
+            logger.warning(
+                "database %r: a connection object with other connection settings than the pool's "
+                "(NAME, USER, HOST, OPTIONS...) connects without the pool",
+                self.name,
+            )
+        return False
 
 
 def params_key(params: Mapping[str, Any]) -> str:

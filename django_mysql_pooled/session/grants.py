@@ -19,6 +19,7 @@ with ``sql_quote_show_create = OFF``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -36,6 +37,13 @@ def default_role(grants: Iterable[Sequence[str]]) -> str | None:
     :raises ResetFailed: a ``SET DEFAULT ROLE`` line that does not parse (the
         connection is then closed rather than guessed about).
     """
+    # Every checkin of a pool reads the same rows: the answer is remembered per rows (a pure
+    # function of them; a failure is not remembered). A few accounts per process: 16 is plenty.
+    return _default_role(grants if isinstance(grants, tuple) else tuple(map(tuple, grants)))
+
+
+@functools.lru_cache(maxsize=16)
+def _default_role(grants: tuple[Sequence[str], ...]) -> str | None:
     # Row by row, never their joined text: table and column names in other rows may contain
     # newlines, and a tenant with GRANT OPTION on its schema chooses some (security review F-1).
     # Only MariaDB's own line starts a row with SET DEFAULT ROLE (it prints it last).

@@ -22,10 +22,15 @@ statements. It leaves three kinds of state untouched:
 sends **one** batch that sets everything a new connection sets, in a new
 connection's order, whatever the server's globals are now (nothing about the
 server is cached): schema, role, ``init_command``, character set,
-``sql_mode``, Django's session settings, autocommit. The batch's last reply
-carries the server's real status flags, so the client library is right again
-before anything is escaped. A second round trip is spent only when the
-client's character set or schema, or the MariaDB role, still differ. Any
+``sql_mode``, Django's session settings, autocommit. The schema is selected
+only when the client library's view of it is not the pool's (the server keeps
+that view current with ``session_track_schema`` notifications, on by default;
+a ``USE`` costs the server as much as a short query); the batch reads
+``DATABASE()``, so a schema changed behind the client's back is still found.
+The batch's last reply carries the server's real status flags, so the client
+library is right again before anything is escaped. A second round trip is
+spent only when the client's character set, the schema or the MariaDB role
+still differ (the setup then runs again, after them). Any
 failure raises, and the pool discards the connection: a half-restored
 session is never handed out.
 """
@@ -110,7 +115,8 @@ class SessionRestorer:
         self.use_reset_connection = self._native.reset_connection is not None
         #: The target answered COM_RESET_CONNECTION without resetting (see _verify_reset).
         self.reset_does_not_reset = False
-        self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
+        #: (mariadb, MySQL roles, encoding) -> the batch without and with USE
+        self._batches: dict[tuple[bool, bool, str], tuple[bytes, bytes]] = {}
 
     def _setup(self, mariadb: bool) -> list[str]:
         """What a new connection runs after the handshake, in its order.
@@ -212,7 +218,7 @@ class SessionRestorer:
             raise ResetFailed(0, _NOT_RESET)
         conn._dmp_reset_verified = True
 
-    def restore(self, conn: Any) -> None:
+    def restore(self, conn: Any) -> None:  # long: one pass over what the reset leaves, each check inline
         """Make a reset session look new, server side and client side.
 
         :raises MySQLdb.Error: a statement failed; :class:`ResetFailed` when
@@ -222,39 +228,48 @@ class SessionRestorer:
         if conn.character_set_name() != conn._dmp_charset or conn.encoding != conn._dmp_encoding:
             conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
         mariadb: bool = conn._dmp_mariadb
-        batch = getattr(conn, "_dmp_restore_batch", None)  # constant per connection (its server kind, encoding)
-        if batch is None:
-            key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
-            batch = self._batches.get(key)
-            if batch is None:
-                batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
-            conn._dmp_restore_batch = batch
         database = self.database
+        # USE only when the client library's view of the schema is not the pool's: the server
+        # keeps it up to date (session_track_schema, on by default), and the batch's DATABASE()
+        # catches a schema changed behind its back (that costs a second round trip, below).
+        use = bool(database) and self._native.schema(conn) != database
+        batches = getattr(conn, "_dmp_restore_batches", None)  # constant per connection (server kind, encoding)
+        if batches is None:
+            key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
+            batches = self._batches.get(key)
+            if batches is None:
+                without, with_use = (self._batch(mariadb, conn._dmp_mysql_roles, use=u) for u in (False, True))
+                batches = self._batches[key] = (without.encode(conn.encoding), with_use.encode(conn.encoding))
+            conn._dmp_restore_batches = batches
+        again = []  # what the reset left that the batch found
         if mariadb:
-            *_setup, grants, profiles, tail = run_sets(conn, batch)
+            *_setup, grants, profiles, tail = run_sets(conn, batches[use])
             row = tail.fetch_row()[0]
             if profiles.num_rows():
                 # SHOW PROFILES history survives the reset (and SET profiling = 0):
                 # it would show this checkout's statements to the next one.
                 raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
             role = default_role(grants.fetch_row(0))
-            if row[1] != role:
-                # SET ROLE survives the reset: activate the default role, then run the
-                # setup again so that it runs under the role a new connection has.
-                quoted = "NONE" if role is None else quote_name(role)
-                run(conn, join([f"SET ROLE {quoted}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+            if row[1] != role:  # SET ROLE survives the reset: activate the default role
+                again.append(f"SET ROLE {'NONE' if role is None else quote_name(role)}")
         else:
-            row = run(conn, batch)
+            row = run(conn, batches[use])
         if not database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
-        if database:
+        if database and row[0] != database:
+            again.append(f"USE {quote_name(database)}")  # (after SET ROLE: the role may be what grants it)
+        if again:
+            # Then the setup again, so that it runs under the role and in the schema a new connection has.
+            run(conn, join([*again, *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
+            use = use or bool(database)
+        if use:  # after a USE, the client library knows the schema only if session_track_schema is on
             schema = self._native.schema(conn)
             if schema is not None and schema != database:
-                conn.select_db(database)  # session_track_schema is off: tell the client library
+                conn.select_db(database)
 
-    def _batch(self, mariadb: bool, mysql_roles: bool) -> str:
-        """The restore batch: schema, role, setup, then a row that tells what the reset left."""
-        statements = [f"USE {quote_name(self.database)}"] if self.database else []
+    def _batch(self, mariadb: bool, mysql_roles: bool, *, use: bool) -> str:
+        """The restore batch: schema (if *use*), role, setup, then a row that tells what the reset left."""
+        statements = [f"USE {quote_name(self.database)}"] if use else []
         if mysql_roles:
             statements.append("SET ROLE DEFAULT")
         tail = _MARIADB_TAIL if mariadb else ("SELECT DATABASE()",)
