@@ -127,7 +127,7 @@ class NativeClient:
         :raises ResetFailed: with the server's or client's error code and
             message (2013 for a connection the server killed).
         """
-        calls = self._calls(conn)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
         if calls.reset() != 0:
             handle = calls.address
             raise ResetFailed(self.errno(handle), (self.error(handle) or b"").decode("utf-8", "replace"))
@@ -136,7 +136,7 @@ class NativeClient:
         """Return the client's view of the default schema, or ``None`` if unknown."""
         if self.get_infov is None:
             return None
-        calls = self._calls(conn)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
         if calls.read_schema() != 0:
             return None  # pragma: no cover - only with a broken handle
         return (calls.schema.value or b"").decode("utf-8", "replace")
@@ -145,7 +145,7 @@ class NativeClient:
         """Return the status flags of the last server reply, or ``None`` if unknown (read at every checkin)."""
         if self.get_infov is None:
             return None
-        calls = self._calls(conn)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
         if calls.read_status() != 0:
             return None  # pragma: no cover - only with a broken handle
         status: int = calls.status.value

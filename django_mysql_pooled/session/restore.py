@@ -22,11 +22,15 @@ statements. It leaves three kinds of state untouched:
 sends **one** batch that sets everything a new connection sets, in a new
 connection's order, whatever the server's globals are now (nothing about the
 server is cached): schema, role, ``init_command``, character set,
-``sql_mode``, Django's session settings, autocommit. The schema is selected
-only when the client library's view of it is not the pool's (the server keeps
-that view current with ``session_track_schema`` notifications, on by default;
-a ``USE`` costs the server as much as a short query); the batch reads
-``DATABASE()``, so a schema changed behind the client's back is still found.
+``sql_mode``, Django's session settings, autocommit. Without an
+``init_command`` (then nothing in the batch depends on the schema) the schema
+is selected only when the client library's view of it is not the pool's (the
+server keeps that view current with ``session_track_schema`` notifications,
+on by default; a ``USE`` costs the server as much as a short query); the
+batch reads ``DATABASE()``, so a schema changed behind the client's back is
+still found. With one, the schema always comes first: a routine
+``init_command`` names must resolve in the pool's schema, never in one the
+checkout chose.
 The batch's last reply carries the server's real status flags, so the client
 library is right again before anything is escaped. A second round trip is
 spent only when the client's character set, the schema or the MariaDB role
@@ -109,6 +113,8 @@ class SessionRestorer:
         self.alias = alias
         self.credentials = credentials
         self.database: str = self.params.get("database") or self.params.get("db") or ""
+        #: The client's ``init_command`` as the restore runs it ("": none).
+        self.init_command = str(self.params.get("init_command") or "").strip().rstrip(";").strip()
         self.isolation_level = isolation_level
         self.autocommit = autocommit
         self._native = native_client()
@@ -128,10 +134,7 @@ class SessionRestorer:
         statement of a batch costs the server as much as a short query.
         """
         params = self.params
-        statements = []
-        init_command = str(params.get("init_command") or "").strip().rstrip(";").strip()
-        if init_command:
-            statements.append(init_command)
+        statements = [self.init_command] if self.init_command else []
         assignments = []
         charset, collation = params.get("charset"), params.get("collation")
         if charset:
@@ -229,10 +232,16 @@ class SessionRestorer:
             conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
         mariadb: bool = conn._dmp_mariadb
         database = self.database
-        # USE only when the client library's view of the schema is not the pool's: the server
-        # keeps it up to date (session_track_schema, on by default), and the batch's DATABASE()
-        # catches a schema changed behind its back (that costs a second round trip, below).
-        use = bool(database) and self._native.schema(conn) != database
+        # The schema first, as on a new connection, unless nothing in the batch can depend on it (no
+        # init_command: assignments of constants and SHOW) and the client library's view of it is the
+        # pool's (the server keeps that view current: session_track_schema, on by default). The batch's
+        # DATABASE() then catches a schema changed behind the client's back (a second round trip,
+        # below). init_command never runs in a schema a checkout chose: a routine it names would be
+        # the checkout's, run in the reset session (security review H-1). A NAME with capitals may
+        # come back in another case (lower_case_table_names): always selected, as before.
+        use = bool(database) and (
+            bool(self.init_command) or database != database.lower() or self._native.schema(conn) != database
+        )
         batches = getattr(conn, "_dmp_restore_batches", None)  # constant per connection (server kind, encoding)
         if batches is None:
             key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
@@ -256,7 +265,7 @@ class SessionRestorer:
             row = run(conn, batches[use])
         if not database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
-        if database and row[0] != database:
+        if database and not use and row[0] != database:  # (after a USE, the schema is a new connection's)
             again.append(f"USE {quote_name(database)}")  # (after SET ROLE: the role may be what grants it)
         if again:
             # Then the setup again, so that it runs under the role and in the schema a new connection has.
