@@ -87,7 +87,7 @@ class NativeClient:
             error = lib.mysql_error
         except (OSError, AttributeError):
             return
-        # Called with arguments that are ctypes objects already (_Reader), without argtypes:
+        # Called with arguments that are ctypes objects already (_Calls), without argtypes:
         # ctypes then converts nothing, which halves the cost of a call (measured with callgrind).
         reset.restype = ctypes.c_int
         errno.argtypes = [ctypes.c_void_p]
