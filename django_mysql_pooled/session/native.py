@@ -106,19 +106,13 @@ class NativeClient:
             infov.restype = ctypes.c_ubyte  # my_bool (a char: 0 on success), read as an int
             self.get_infov = infov
 
-    def handle(self, conn: Any) -> int:
-        """Return the ``MYSQL*`` of *conn* as an integer address (the ``MYSQL`` structure lives
-        inside the connection object)."""
-        return self._calls(conn).address
-
-    def _calls(self, conn: Any) -> _Calls:
-        """The ready-made calls on *conn*, built at its first use and kept on it (a connection is
-        used by one thread at a time)."""
-        try:
-            calls: _Calls = conn._dmp_native_calls
-        except AttributeError:
-            address = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
-            calls = conn._dmp_native_calls = _Calls(self, address)
+    def _new_calls(self, conn: Any) -> _Calls:
+        """Build the ready-made calls on *conn* and keep them on it (``_dmp_native_calls``; a
+        connection is used by one thread at a time). Callers look them up with ``getattr`` first:
+        no frame once built."""
+        address = self._get_pointer(conn._get_native_connection(), _CAPSULE_NAME)
+        calls: _Calls = _Calls(self, address)
+        conn._dmp_native_calls = calls
         return calls
 
     def reset(self, conn: Any) -> None:
@@ -127,7 +121,7 @@ class NativeClient:
         :raises ResetFailed: with the server's or client's error code and
             message (2013 for a connection the server killed).
         """
-        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._new_calls(conn)
         if calls.reset() != 0:
             handle = calls.address
             raise ResetFailed(self.errno(handle), (self.error(handle) or b"").decode("utf-8", "replace"))
@@ -136,7 +130,7 @@ class NativeClient:
         """Return the client's view of the default schema, or ``None`` if unknown."""
         if self.get_infov is None:
             return None
-        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._new_calls(conn)
         if calls.read_schema() != 0:
             return None  # pragma: no cover - only with a broken handle
         return (calls.schema.value or b"").decode("utf-8", "replace")
@@ -145,7 +139,7 @@ class NativeClient:
         """Return the status flags of the last server reply, or ``None`` if unknown (read at every checkin)."""
         if self.get_infov is None:
             return None
-        calls = getattr(conn, "_dmp_native_calls", None) or self._calls(conn)  # (no frame when built)
+        calls = getattr(conn, "_dmp_native_calls", None) or self._new_calls(conn)
         if calls.read_status() != 0:
             return None  # pragma: no cover - only with a broken handle
         status: int = calls.status.value

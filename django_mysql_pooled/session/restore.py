@@ -267,10 +267,10 @@ class SessionRestorer:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
         if database and not use and row[0] != database:  # (after a USE, the schema is a new connection's)
             again.append(f"USE {quote_name(database)}")  # (after SET ROLE: the role may be what grants it)
+            use = True  # (sent now: the client's view is checked below)
         if again:
             # Then the setup again, so that it runs under the role and in the schema a new connection has.
             run(conn, join([*again, *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
-            use = use or bool(database)
         if use:  # after a USE, the client library knows the schema only if session_track_schema is on
             schema = self._native.schema(conn)
             if schema is not None and schema != database:
