@@ -5,7 +5,10 @@ current globals, rolls back, drops temporary tables, releases ``GET_LOCK``
 and ``LOCK TABLES`` locks and forgets user variables and prepared
 statements. It leaves three kinds of state untouched:
 
-* on the server: the default schema (``USE other_db`` survives), the active
+* on the server: the default schema (``USE other_db`` survives, although the
+  reset sets ``character_set_database``/``collation_database`` to the
+  server's defaults, not the schema's: only a ``USE`` puts those back, so the
+  batch always sends one, measured on MariaDB 10.11), the active
   role on MariaDB (``SET ROLE`` survives; ``COM_CHANGE_USER`` keeps it too),
   and whatever the connection setup did after the handshake (the client's
   ``init_command``, mysqlclient's ``SET NAMES``/``sql_mode``, Django's session
@@ -22,19 +25,10 @@ statements. It leaves three kinds of state untouched:
 sends **one** batch that sets everything a new connection sets, in a new
 connection's order, whatever the server's globals are now (nothing about the
 server is cached): schema, role, ``init_command``, character set,
-``sql_mode``, Django's session settings, autocommit. Without an
-``init_command`` (then nothing in the batch depends on the schema) the schema
-is selected only when the client library's view of it is not the pool's (the
-server keeps that view current with ``session_track_schema`` notifications,
-on by default; a ``USE`` costs the server as much as a short query); the
-batch reads ``DATABASE()``, so a schema changed behind the client's back is
-still found. With one, the schema always comes first: a routine
-``init_command`` names must resolve in the pool's schema, never in one the
-checkout chose.
-The batch's last reply carries the server's real status flags, so the client
-library is right again before anything is escaped. A second round trip is
-spent only when the client's character set, the schema or the MariaDB role
-still differ (the setup then runs again, after them). Any
+``sql_mode``, Django's session settings, autocommit. The batch's last reply
+carries the server's real status flags, so the client library is right again
+before anything is escaped. A second round trip is spent only when the
+client's character set or schema, or the MariaDB role, still differ. Any
 failure raises, and the pool discards the connection: a half-restored
 session is never handed out.
 """
@@ -113,16 +107,13 @@ class SessionRestorer:
         self.alias = alias
         self.credentials = credentials
         self.database: str = self.params.get("database") or self.params.get("db") or ""
-        #: The client's ``init_command`` as the restore runs it ("": none).
-        self.init_command = str(self.params.get("init_command") or "").strip().rstrip(";").strip()
         self.isolation_level = isolation_level
         self.autocommit = autocommit
         self._native = native_client()
         self.use_reset_connection = self._native.reset_connection is not None
         #: The target answered COM_RESET_CONNECTION without resetting (see _verify_reset).
         self.reset_does_not_reset = False
-        #: (mariadb, MySQL roles, encoding) -> the batch without and with USE
-        self._batches: dict[tuple[bool, bool, str], tuple[bytes, bytes]] = {}
+        self._batches: dict[tuple[bool, bool, str], bytes] = {}  # (mariadb, MySQL roles, encoding) -> batch
 
     def _setup(self, mariadb: bool) -> list[str]:
         """What a new connection runs after the handshake, in its order.
@@ -134,7 +125,10 @@ class SessionRestorer:
         statement of a batch costs the server as much as a short query.
         """
         params = self.params
-        statements = [self.init_command] if self.init_command else []
+        statements = []
+        init_command = str(params.get("init_command") or "").strip().rstrip(";").strip()
+        if init_command:
+            statements.append(init_command)
         assignments = []
         charset, collation = params.get("charset"), params.get("collation")
         if charset:
@@ -221,7 +215,7 @@ class SessionRestorer:
             raise ResetFailed(0, _NOT_RESET)
         conn._dmp_reset_verified = True
 
-    def restore(self, conn: Any) -> None:  # long: one pass over what the reset leaves, each check inline
+    def restore(self, conn: Any) -> None:
         """Make a reset session look new, server side and client side.
 
         :raises MySQLdb.Error: a statement failed; :class:`ResetFailed` when
@@ -231,54 +225,39 @@ class SessionRestorer:
         if conn.character_set_name() != conn._dmp_charset or conn.encoding != conn._dmp_encoding:
             conn.set_character_set(conn._dmp_charset)  # client and server, one round trip (rare)
         mariadb: bool = conn._dmp_mariadb
-        database = self.database
-        # The schema first, as on a new connection, unless nothing in the batch can depend on it (no
-        # init_command: assignments of constants and SHOW) and the client library's view of it is the
-        # pool's (the server keeps that view current: session_track_schema, on by default). The batch's
-        # DATABASE() then catches a schema changed behind the client's back (a second round trip,
-        # below). init_command never runs in a schema a checkout chose: a routine it names would be
-        # the checkout's, run in the reset session (security review H-1). A NAME with capitals may
-        # come back in another case (lower_case_table_names): always selected, as before.
-        use = bool(database) and (
-            bool(self.init_command) or database != database.lower() or self._native.schema(conn) != database
-        )
-        batches = getattr(conn, "_dmp_restore_batches", None)  # constant per connection (server kind, encoding)
-        if batches is None:
+        batch = getattr(conn, "_dmp_restore_batch", None)  # constant per connection (its server kind, encoding)
+        if batch is None:
             key = (mariadb, conn._dmp_mysql_roles, conn.encoding)
-            batches = self._batches.get(key)
-            if batches is None:
-                without, with_use = (self._batch(mariadb, conn._dmp_mysql_roles, use=u) for u in (False, True))
-                batches = self._batches[key] = (without.encode(conn.encoding), with_use.encode(conn.encoding))
-            conn._dmp_restore_batches = batches
-        again = []  # what the reset left that the batch found
+            batch = self._batches.get(key)
+            if batch is None:
+                batch = self._batches[key] = self._batch(mariadb, conn._dmp_mysql_roles).encode(conn.encoding)
+            conn._dmp_restore_batch = batch
+        database = self.database
         if mariadb:
-            *_setup, grants, profiles, tail = run_sets(conn, batches[use])
+            *_setup, grants, profiles, tail = run_sets(conn, batch)
             row = tail.fetch_row()[0]
             if profiles.num_rows():
                 # SHOW PROFILES history survives the reset (and SET profiling = 0):
                 # it would show this checkout's statements to the next one.
                 raise ResetFailed(0, "a checkout left query profiles (SET profiling = 1) that no reset clears")
             role = default_role(grants.fetch_row(0))
-            if row[1] != role:  # SET ROLE survives the reset: activate the default role
-                again.append(f"SET ROLE {'NONE' if role is None else quote_name(role)}")
+            if row[1] != role:
+                # SET ROLE survives the reset: activate the default role, then run the
+                # setup again so that it runs under the role a new connection has.
+                quoted = "NONE" if role is None else quote_name(role)
+                run(conn, join([f"SET ROLE {quoted}", *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
         else:
-            row = run(conn, batches[use])
+            row = run(conn, batch)
         if not database and row[0] is not None:
             raise ResetFailed(0, f"a checkout selected schema {row[0]!r} and the pool has no NAME to go back to")
-        if database and not use and row[0] != database:  # (after a USE, the schema is a new connection's)
-            again.append(f"USE {quote_name(database)}")  # (after SET ROLE: the role may be what grants it)
-            use = True  # (sent now: the client's view is checked below)
-        if again:
-            # Then the setup again, so that it runs under the role and in the schema a new connection has.
-            run(conn, join([*again, *self._setup(mariadb), "SELECT 1"]).encode(conn.encoding))
-        if use:  # after a USE, the client library knows the schema only if session_track_schema is on
+        if database:
             schema = self._native.schema(conn)
             if schema is not None and schema != database:
-                conn.select_db(database)
+                conn.select_db(database)  # session_track_schema is off: tell the client library
 
-    def _batch(self, mariadb: bool, mysql_roles: bool, *, use: bool) -> str:
-        """The restore batch: schema (if *use*), role, setup, then a row that tells what the reset left."""
-        statements = [f"USE {quote_name(self.database)}"] if use else []
+    def _batch(self, mariadb: bool, mysql_roles: bool) -> str:
+        """The restore batch: schema, role, setup, then a row that tells what the reset left."""
+        statements = [f"USE {quote_name(self.database)}"] if self.database else []
         if mysql_roles:
             statements.append("SET ROLE DEFAULT")
         tail = _MARIADB_TAIL if mariadb else ("SELECT DATABASE()",)
